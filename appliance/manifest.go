@@ -1,0 +1,219 @@
+// Package appliance holds the manifest, the one intermediate form between
+// the package files gathered for an appliance and the writers of each format.
+//
+// Entries are kept by absolute path; Entries returns them sorted, so every
+// parent precedes its children and every hard link follows its target.
+package appliance
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Kind is the type of a manifest entry.
+type Kind uint8
+
+const (
+	Regular Kind = iota
+	Dir
+	Symlink
+	Hardlink // another name for the Regular entry at Link
+	CharDev
+	BlockDev
+	FIFO
+	Socket
+)
+
+var kindNames = [...]string{"file", "directory", "symlink", "hardlink", "char device", "block device", "fifo", "socket"}
+
+func (k Kind) String() string {
+	if int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return fmt.Sprintf("kind(%d)", k)
+}
+
+// Source opens the data of a regular file when a writer needs it.
+type Source interface {
+	Open() (io.ReadCloser, error)
+}
+
+// HostFile is data read from a file on the build host.
+type HostFile string
+
+func (h HostFile) Open() (io.ReadCloser, error) { return os.Open(string(h)) }
+func (h HostFile) String() string               { return string(h) }
+
+// Bytes is data held in memory (base-image entries, generated files).
+type Bytes []byte
+
+func (b Bytes) Open() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(string(b))), nil }
+
+// Entry is one path of the appliance.
+type Entry struct {
+	Path    string // absolute and clean: "/", "/usr/bin/bash"
+	Kind    Kind
+	Mode    uint32 // permission bits with setuid, setgid and sticky (07777)
+	UID     uint32
+	GID     uint32
+	ModTime time.Time
+	// Link is a symlink's target, or for a Hardlink the Path of the
+	// Regular entry that holds the data.
+	Link         string
+	Major, Minor uint32 // CharDev and BlockDev
+	Size         int64  // Regular
+	Data         Source // Regular; nil means empty
+}
+
+// Manifest is a set of entries keyed by path.
+type Manifest struct {
+	entries map[string]*Entry
+}
+
+// New returns an empty manifest.
+func New() *Manifest { return &Manifest{entries: map[string]*Entry{}} }
+
+// Len is the number of entries.
+func (m *Manifest) Len() int { return len(m.entries) }
+
+// Get returns the entry at p.
+func (m *Manifest) Get(p string) (*Entry, bool) {
+	e, ok := m.entries[p]
+	return e, ok
+}
+
+// CleanPath makes p absolute and clean, refusing ".." components, so that
+// no entry can name a path outside the appliance.
+func CleanPath(p string) (string, error) {
+	for _, c := range strings.Split(p, "/") {
+		if c == ".." {
+			return "", fmt.Errorf("path %q has a .. component", p)
+		}
+	}
+	if strings.ContainsRune(p, 0) {
+		return "", fmt.Errorf("path %q has a NUL byte", p)
+	}
+	return path.Clean("/" + p), nil
+}
+
+// Put adds e, replacing any entry at the same path, as a later layer
+// overrides an earlier one. Replacing a directory that has children with
+// something else is refused, as tar refuses it.
+func (m *Manifest) Put(e Entry) error {
+	p, err := CleanPath(e.Path)
+	if err != nil {
+		return err
+	}
+	e.Path = p
+	if e.Kind > Socket {
+		return fmt.Errorf("%s: unknown entry kind %d", p, e.Kind)
+	}
+	if e.Kind == Hardlink {
+		if e.Link, err = CleanPath(e.Link); err != nil {
+			return fmt.Errorf("%s: hard link target: %w", p, err)
+		}
+	}
+	if p == "/" && e.Kind != Dir {
+		return fmt.Errorf("/: must be a directory, not a %s", e.Kind)
+	}
+	if old, ok := m.entries[p]; ok && old.Kind == Dir && e.Kind != Dir && m.hasChildren(p) {
+		return fmt.Errorf("%s: cannot replace a non-empty directory with a %s", p, e.Kind)
+	}
+	e.Mode &= 07777
+	m.entries[p] = &e
+	return nil
+}
+
+func (m *Manifest) hasChildren(dir string) bool {
+	prefix := dir + "/"
+	for p := range m.entries {
+		if strings.HasPrefix(p, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// Remove deletes the entry at p (not its children).
+func (m *Manifest) Remove(p string) { delete(m.entries, p) }
+
+// Entries returns the entries sorted by path. A parent's path is a prefix
+// of its children's, so it always sorts first.
+func (m *Manifest) Entries() []*Entry {
+	out := make([]*Entry, 0, len(m.entries))
+	for _, e := range m.entries {
+		out = append(out, e)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
+	return out
+}
+
+// AddParents adds every missing ancestor directory of every entry, with the
+// metadata dir returns for it.
+func (m *Manifest) AddParents(dir func(p string) Entry) {
+	var missing []string
+	seen := map[string]bool{}
+	for p := range m.entries {
+		for d := path.Dir(p); ; d = path.Dir(d) {
+			if _, ok := m.entries[d]; ok || seen[d] {
+				break
+			}
+			seen[d] = true
+			missing = append(missing, d)
+			if d == "/" {
+				break
+			}
+		}
+	}
+	for _, d := range missing {
+		e := dir(d)
+		e.Path, e.Kind = d, Dir
+		m.entries[d] = &e
+	}
+}
+
+// Check verifies what every writer relies on: each entry's parent is a
+// directory (so nothing is written through a symlink), and each hard link
+// names a regular file that sorts before it.
+func (m *Manifest) Check() error {
+	for p, e := range m.entries {
+		if p != "/" {
+			parent, ok := m.entries[path.Dir(p)]
+			if !ok {
+				return fmt.Errorf("%s: parent directory missing", p)
+			}
+			if parent.Kind != Dir {
+				return fmt.Errorf("%s: parent %s is a %s, not a directory", p, parent.Path, parent.Kind)
+			}
+		}
+		if e.Kind == Hardlink {
+			t, ok := m.entries[e.Link]
+			switch {
+			case !ok:
+				return fmt.Errorf("%s: hard link to missing %s", p, e.Link)
+			case t.Kind != Regular:
+				return fmt.Errorf("%s: hard link to %s, a %s", p, e.Link, t.Kind)
+			case t.Path >= p:
+				return fmt.Errorf("%s: hard link target %s must sort first", p, e.Link)
+			}
+		}
+	}
+	return nil
+}
+
+// Stats counts entries by kind and the bytes of regular files.
+func (m *Manifest) Stats() (counts map[Kind]int, bytes int64) {
+	counts = map[Kind]int{}
+	for _, e := range m.entries {
+		counts[e.Kind]++
+		if e.Kind == Regular {
+			bytes += e.Size
+		}
+	}
+	return counts, bytes
+}

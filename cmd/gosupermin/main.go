@@ -1,0 +1,140 @@
+// Command gosupermin builds supermin appliances: --prepare records package
+// roots in a supermin.d, --build turns it into a chroot, ext2 or cpio appliance.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/gosupermin/gosupermin/supermin"
+)
+
+// Version is what --version prints; libguestfs's configure reads its
+// second field and wants supermin >= 5.
+const Version = "5.3.99"
+
+const usage = `gosupermin - build supermin appliances (supermin 5 compatible)
+
+Usage:
+  gosupermin --prepare PACKAGE... -o SUPERMIN.D
+  gosupermin --build -f chroot|ext2|cpio INPUT... -o OUTPUT
+
+Options:
+  --build                  build an appliance from supermin.d inputs
+  --prepare                record package roots and config files in a supermin.d
+  -o DIR                   output directory (required)
+  -f, --format FMT         chroot (alias fs, filesystem), ext2 or cpio
+  --root DIR               use the package database and files under DIR, not /
+  --size SIZE              ext2 image size, e.g. 4G (suffix b, K, M or G; default 4G)
+  --copy-kernel            copy the kernel instead of symlinking it
+  --host-cpu ARCH          prefer kernels for this CPU model
+  --compress zstd|gzip|none  compression of the cpio initramfs (default zstd)
+  --firstboot              save maintainer scripts and run them on first boot
+  --include-packagelist    write /packagelist in the appliance
+  --if-newer               do nothing if OUTPUT is newer than every input
+  --lock FILE              serialise concurrent runs on FILE
+  --list-drivers           list package-database drivers and exit
+  --use-installed, --packager-config FILE, --dtb X
+                           accepted for supermin 5 compatibility
+  -v, --verbose            more messages (repeatable)
+  -V, --version            print the version and exit
+  --help                   this text
+
+Environment: SUPERMIN_KERNEL, SUPERMIN_KERNEL_VERSION, SUPERMIN_MODULES,
+SOURCE_DATE_EPOCH.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	c, err := parseArgs(args)
+	if err != nil {
+		fmt.Fprintf(stderr, "gosupermin: %v\nRun 'gosupermin --help' for the options.\n", err)
+		return 2
+	}
+	switch {
+	case c.help:
+		fmt.Fprint(stdout, usage)
+		return 0
+	case c.version:
+		fmt.Fprintf(stdout, "gosupermin %s (supermin 5 compatible)\n", Version)
+		return 0
+	case c.listDrivers:
+		root := c.root
+		if root == "" {
+			root = "/"
+		}
+		for _, d := range supermin.Drivers {
+			state := "not-detected"
+			if d.Detect(root) {
+				state = "detected"
+			}
+			fmt.Fprintf(stdout, "%s\t%s\n", d.Name, state)
+		}
+		return 0
+	}
+	if err := c.check(); err != nil {
+		fmt.Fprintf(stderr, "gosupermin: %v\nRun 'gosupermin --help' for the options.\n", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := c.exec(ctx, stderr); err != nil {
+		if ctx.Err() != nil {
+			err = errors.New("interrupted: the previous output, if any, is unchanged")
+		}
+		fmt.Fprintf(stderr, "gosupermin: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func (c *cli) check() error {
+	switch {
+	case c.mode == "":
+		return usageError{"use --prepare or --build"}
+	case c.out == "":
+		return usageError{"-o is required"}
+	case len(c.args) == 0 && c.mode == "prepare":
+		return usageError{"--prepare needs at least one package"}
+	case len(c.args) == 0:
+		return usageError{"--build needs at least one input (a supermin.d directory or file)"}
+	case c.mode == "build" && c.format == "":
+		return usageError{"--build needs -f chroot, ext2 or cpio"}
+	}
+	return nil
+}
+
+func (c *cli) exec(ctx context.Context, stderr io.Writer) error {
+	if c.lock != "" {
+		unlock, err := supermin.Lock(c.lock, c.out)
+		if err != nil {
+			return err
+		}
+		defer unlock()
+	}
+	epoch, err := supermin.EpochFromEnv()
+	if err != nil {
+		return err
+	}
+	opts := supermin.Options{
+		Root: c.root, Verbose: c.verbose, Epoch: epoch,
+		Log: func(_ int, msg string) { fmt.Fprintf(stderr, "gosupermin: %s\n", msg) },
+	}
+	if c.mode == "prepare" {
+		return supermin.Prepare(ctx, supermin.PrepareOptions{Options: opts, Packages: c.args, Out: c.out})
+	}
+	return supermin.Build(ctx, supermin.BuildOptions{
+		Options: opts, Inputs: c.args, Out: c.out, Format: c.format,
+		Size: c.size, CopyKernel: c.copyKernel, HostCPU: c.hostCPU,
+		IncludePackageList: c.includePackageList, IfNewer: c.ifNewer, Compress: c.compress,
+		Firstboot: c.firstboot,
+	})
+}

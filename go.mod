@@ -1,0 +1,8 @@
+module github.com/gosupermin/gosupermin
+
+go 1.26.8
+
+require (
+	github.com/ulikunitz/xz v0.5.17
+	golang.org/x/sys v0.49.0
+)

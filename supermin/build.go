@@ -1,0 +1,227 @@
+package supermin
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/gosupermin/gosupermin/appliance"
+	"github.com/gosupermin/gosupermin/appliance/chroot"
+	"github.com/gosupermin/gosupermin/backends"
+	"github.com/gosupermin/gosupermin/resolver"
+)
+
+// BuildOptions for Build.
+type BuildOptions struct {
+	Options
+	Inputs             []string
+	Out                string
+	Format             string // "chroot", "ext2" or "cpio"
+	Size               int64  // ext2 image size in bytes
+	CopyKernel         bool
+	HostCPU            string
+	IncludePackageList bool
+	IfNewer            bool
+	Compress           string // cpio: "zstd", "gzip" or "none"
+	Firstboot          bool   // save maintainer scripts, run them on first boot
+}
+
+// Formats are the output formats Build knows.
+var Formats = map[string]func(ctx context.Context, b *build, tmp string) error{
+	"chroot": writeChroot,
+}
+
+// build is the state of one Build, shared by the format writers.
+type build struct {
+	*BuildOptions
+	root     string
+	db       backends.DB
+	closure  *resolver.Closure
+	manifest *appliance.Manifest
+	epoch    time.Time
+}
+
+// Build resolves the inputs' roots against the database under Root,
+// gathers their files and writes the appliance at Out.
+func Build(ctx context.Context, o BuildOptions) error {
+	write, ok := Formats[o.Format]
+	if !ok {
+		return fmt.Errorf("unknown output format %q", o.Format)
+	}
+	root, err := o.root()
+	if err != nil {
+		return err
+	}
+	in, err := ReadInputs(o.Inputs)
+	if err != nil {
+		return err
+	}
+	db, driver, err := OpenDB(root)
+	if err != nil {
+		return err
+	}
+	o.logf(1, "package database: %s under %s", driver, root)
+	var dbFiles []string
+	for _, f := range db.DBFiles() {
+		dbFiles = append(dbFiles, filepath.Join(root, f))
+	}
+	if o.IfNewer {
+		up, err := upToDate(o.Out, o.Inputs, dbFiles)
+		if err != nil {
+			return err
+		}
+		if up {
+			o.logf(1, "%s is newer than its inputs: nothing to do", o.Out)
+			return nil
+		}
+	}
+	b := &build{BuildOptions: &o, root: root, db: db, epoch: o.Epoch}
+	if b.epoch.IsZero() {
+		b.epoch = newest(dbFiles)
+	}
+	if err := b.gather(ctx, in); err != nil {
+		return err
+	}
+	return replaceOutput(ctx, o.Out, func(tmp string) error { return write(ctx, b, tmp) })
+}
+
+// newest is the latest mtime of paths: the default time of entries we make
+// up, so that the same database gives the same output.
+func newest(paths []string) time.Time {
+	var t time.Time
+	for _, p := range paths {
+		if fi, err := os.Stat(p); err == nil && fi.ModTime().After(t) {
+			t = fi.ModTime()
+		}
+	}
+	return t.Truncate(time.Second)
+}
+
+func (b *build) gather(ctx context.Context, in *Inputs) error {
+	cl, err := resolver.Resolve(b.db, in.Packages, func(msg string) { b.warnf("%s", msg) })
+	if err != nil {
+		return err
+	}
+	for _, name := range cl.Missing {
+		b.warnf("package %s is not installed: skipped", name)
+	}
+	b.closure = cl
+	b.logf(1, "%d roots, %d packages in the closure", len(in.Packages), len(cl.Packages))
+	if b.Verbose >= 2 {
+		for _, p := range cl.Packages {
+			b.logf(2, "  %s", p.FullName)
+		}
+	}
+	inClosure := map[string]bool{}
+	for _, p := range cl.Packages {
+		inClosure[p.Name] = true
+	}
+	m := appliance.New()
+	t := newTree(b.root, m, b.epoch)
+	t.addDir("/")
+	nfiles, nexcl := 0, 0
+	for _, p := range cl.Packages {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		files, err := b.db.Files(p)
+		if err != nil {
+			return err
+		}
+		for _, f := range files {
+			if f.Config {
+				continue // from the base image
+			}
+			dst := f.Path
+			if f.DivertedBy == ":" || inClosure[f.DivertedBy] {
+				dst = f.Source // the diverter is in the appliance too: keep the host's layout
+			}
+			if excluded(in.Excludes, f.Path) || excluded(in.Excludes, dst) {
+				nexcl++
+				continue
+			}
+			if err := b.add(t, dst, f.Source); err != nil {
+				return err
+			}
+			nfiles++
+		}
+	}
+	b.logf(1, "%d package files, %d excluded", nfiles, nexcl)
+	for _, pat := range in.HostFiles {
+		matches, err := filepath.Glob(filepath.Join(b.root, pat))
+		if err != nil {
+			return fmt.Errorf("hostfiles pattern %q: %w", pat, err)
+		}
+		for _, h := range matches {
+			rel, err := filepath.Rel(b.root, h)
+			if err != nil || strings.HasPrefix(rel, "..") {
+				continue
+			}
+			p := path.Clean("/" + filepath.ToSlash(rel))
+			if err := b.add(t, p, p); err != nil {
+				return err
+			}
+		}
+	}
+	for _, img := range in.BaseImages {
+		if err := unpackBase(m, img); err != nil {
+			return err
+		}
+	}
+	if b.IncludePackageList {
+		var names []string
+		for _, p := range cl.Packages {
+			names = append(names, p.FullName)
+		}
+		sort.Strings(names)
+		data := []byte(strings.Join(names, "\n") + "\n")
+		if err := m.Put(appliance.Entry{Path: "/packagelist", Kind: appliance.Regular, Mode: 0o644,
+			ModTime: b.epoch, Size: int64(len(data)), Data: appliance.Bytes(data)}); err != nil {
+			return err
+		}
+	}
+	t.LinkHardlinks()
+	t.AddParents()
+	b.manifest = m
+	return m.Check()
+}
+
+// add puts the host file src at dst, both canonicalised through the host's
+// directory symlinks.
+func (b *build) add(t *tree, dst, src string) error {
+	cdst, err := t.Canon(dst)
+	if err != nil {
+		return fmt.Errorf("%s: %w", filepath.Join(b.root, dst), err)
+	}
+	csrc := cdst
+	if src != dst {
+		if csrc, err = t.Canon(src); err != nil {
+			return fmt.Errorf("%s: %w", filepath.Join(b.root, src), err)
+		}
+	}
+	if _, err := t.Add(cdst, csrc); err != nil {
+		return fmt.Errorf("%s: %w", filepath.Join(b.root, src), err)
+	}
+	return nil
+}
+
+func excluded(patterns []string, p string) bool {
+	for _, pat := range patterns {
+		if fnmatch(pat, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func writeChroot(ctx context.Context, b *build, tmp string) error {
+	return chroot.Write(ctx, tmp, b.manifest.Entries(), chroot.Options{
+		Owners: os.Geteuid() == 0,
+		Warn:   func(s string) { b.warnf("%s", s) },
+	})
+}
