@@ -43,7 +43,19 @@ type build struct {
 	db       backends.DB
 	closure  *resolver.Closure
 	manifest *appliance.Manifest
+	tree     *tree // host files into manifest, canonicalised
 	epoch    time.Time
+}
+
+// AddHostPath adds the host path p (under the root) to the manifest,
+// through the host's directory symlinks, with its parents. Format writers
+// use it for content that is not in a package (kernel modules).
+func (b *build) AddHostPath(p string) error {
+	if err := b.add(b.tree, p, p); err != nil {
+		return err
+	}
+	b.tree.AddParents()
+	return nil
 }
 
 // Build resolves the inputs' roots against the database under Root,
@@ -123,6 +135,7 @@ func (b *build) gather(ctx context.Context, in *Inputs) error {
 	}
 	m := appliance.New()
 	t := newTree(b.root, m, b.epoch)
+	b.tree = t
 	t.addDir("/")
 	nfiles, nexcl := 0, 0
 	for _, p := range cl.Packages {
