@@ -167,6 +167,9 @@ func Sniff(data []byte) (FileKind, []byte, error) {
 	if isTar(data) {
 		return KindBaseImage, data, nil
 	}
+	if len(data) >= 6 && (string(data[:6]) == "070701" || string(data[:6]) == "070702" || string(data[:6]) == "070707") {
+		return 0, nil, fmt.Errorf("cpio archives are not supported as input (supermin 4 format?)")
+	}
 	switch c := data[0]; {
 	case c == '/':
 		return KindHostFiles, data, nil
@@ -174,9 +177,6 @@ func Sniff(data []byte) (FileKind, []byte, error) {
 		return KindExcludes, data, nil
 	case c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9':
 		return KindPackages, data, nil
-	}
-	if len(data) >= 6 && (string(data[:6]) == "070701" || string(data[:6]) == "070702" || string(data[:6]) == "070707") {
-		return 0, nil, fmt.Errorf("cpio archives are not supported as input (supermin 4 format?)")
 	}
 	return 0, nil, fmt.Errorf("unknown file type (not a tar base image, hostfiles, excludefiles or packages list)")
 }
