@@ -6,6 +6,7 @@
 package appliance
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"os"
@@ -52,7 +53,7 @@ func (h HostFile) String() string               { return string(h) }
 // Bytes is data held in memory (base-image entries, generated files).
 type Bytes []byte
 
-func (b Bytes) Open() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(string(b))), nil }
+func (b Bytes) Open() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
 
 // Entry is one path of the appliance.
 type Entry struct {

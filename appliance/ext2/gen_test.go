@@ -1,0 +1,171 @@
+package ext2
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"path"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gosupermin/gosupermin/appliance"
+)
+
+// shape steers the random tree generator.
+type shape struct {
+	name             string
+	entries          int
+	maxDepth         int
+	dir, hard, sym   float64 // chances of each kind; the rest are files and specials
+	special          float64
+	maxFile          int     // bytes
+	hole             float64 // chance that a file has holes
+	minName, maxName int
+}
+
+var shapes = []shape{
+	{name: "mixed", entries: 400, maxDepth: 6, dir: 0.15, hard: 0.08, sym: 0.1, special: 0.05, maxFile: 64 << 10, hole: 0.2, minName: 1, maxName: 20},
+	{name: "flat", entries: 3000, maxDepth: 0, hard: 0.02, sym: 0.05, special: 0.02, maxFile: 2 << 10, minName: 1, maxName: 60},
+	{name: "deep", entries: 300, maxDepth: 60, dir: 0.6, sym: 0.1, maxFile: 8 << 10, minName: 1, maxName: 8},
+	{name: "links", entries: 300, maxDepth: 3, dir: 0.1, hard: 0.5, maxFile: 16 << 10, minName: 1, maxName: 12},
+	{name: "sparse", entries: 30, maxDepth: 2, dir: 0.1, maxFile: 6 << 20, hole: 0.8, minName: 1, maxName: 12},
+	{name: "long names", entries: 500, maxDepth: 3, dir: 0.1, sym: 0.2, maxFile: 1 << 10, minName: 100, maxName: 255},
+}
+
+const nameChars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-+,=@~ é"
+
+func genName(r *rand.Rand, s shape) string {
+	for {
+		n := s.minName + r.IntN(s.maxName-s.minName+1)
+		var b strings.Builder
+		for b.Len() < n {
+			c := string([]rune(nameChars)[r.IntN(len([]rune(nameChars)))])
+			if b.Len()+len(c) > n {
+				c = "x"
+			}
+			b.WriteString(c)
+		}
+		name := b.String()
+		if name != "." && name != ".." && name != "lost+found" && strings.TrimSpace(name) == name {
+			return name
+		}
+	}
+}
+
+func genData(r *rand.Rand, s shape) []byte {
+	var size int
+	switch x := r.IntN(10); {
+	case x == 0:
+		return nil
+	case x < 3:
+		size = blockSize * (1 + r.IntN(4)) // block aligned
+	case x < 8:
+		size = r.IntN(min(s.maxFile, 16<<10) + 1)
+	default:
+		size = r.IntN(s.maxFile + 1)
+	}
+	data := randBytes(r, size)
+	if r.Float64() < s.hole && size > 0 {
+		// Holes of a few blocks, sometimes whole indirect ranges.
+		for range 1 + r.IntN(4) {
+			start := r.IntN(size)
+			end := min(size, start+blockSize*(1+r.IntN(max(1, size/blockSize))))
+			clear(data[start:end])
+		}
+	}
+	return data
+}
+
+var owners = []uint32{0, 0, 0, 1000, 65534, 65535, 65536, 100000, 1<<32 - 2}
+
+// genTree makes a random but deterministic manifest of the given shape.
+func genTree(t testing.TB, r *rand.Rand, s shape) *appliance.Manifest {
+	m := appliance.New()
+	mode := func() uint32 {
+		m := uint32(r.IntN(01000))
+		if r.IntN(8) == 0 {
+			m |= uint32(r.IntN(8)) << 9 // setuid, setgid, sticky
+		}
+		return m
+	}
+	owner := func() uint32 { return owners[r.IntN(len(owners))] }
+	mtime := func() time.Time {
+		if r.IntN(10) == 0 {
+			return time.Time{}
+		}
+		return time.Unix(r.Int64N(4<<30), r.Int64N(1e9))
+	}
+	mustPut(t, m, appliance.Entry{Path: "/", Kind: appliance.Dir, Mode: 0755, ModTime: mtime()})
+	dirs := []string{"/"}
+	var files []string
+	for range s.entries {
+		parent := dirs[r.IntN(len(dirs))]
+		p := path.Join(parent, genName(r, s))
+		if _, dup := m.Get(p); dup {
+			continue
+		}
+		e := appliance.Entry{Path: p, Mode: mode(), UID: owner(), GID: owner(), ModTime: mtime()}
+		depth := strings.Count(p, "/")
+		switch x := r.Float64(); {
+		case x < s.dir && depth <= s.maxDepth:
+			e.Kind = appliance.Dir
+			dirs = append(dirs, p)
+		case x < s.dir+s.hard && len(files) > 0:
+			e.Kind = appliance.Hardlink
+			e.Link = files[r.IntN(len(files))]
+			if e.Link >= p {
+				continue // Entries must list the target first
+			}
+		case x < s.dir+s.hard+s.sym:
+			e.Kind = appliance.Symlink
+			e.Link = strings.Repeat("../", r.IntN(4)) + strings.Repeat(genName(r, s)+"/", r.IntN(3)) + genName(r, s)
+			if r.IntN(4) == 0 {
+				e.Link = strings.Repeat("long/", 20+r.IntN(100))
+			}
+			e.Link = e.Link[:min(len(e.Link), blockSize-1)]
+		case x < s.dir+s.hard+s.sym+s.special:
+			e.Kind = []appliance.Kind{appliance.CharDev, appliance.BlockDev, appliance.FIFO, appliance.Socket}[r.IntN(4)]
+			if r.IntN(2) == 0 {
+				e.Major, e.Minor = uint32(r.IntN(256)), uint32(r.IntN(256))
+			} else {
+				e.Major, e.Minor = uint32(r.IntN(4096)), uint32(r.IntN(1<<20))
+			}
+		default:
+			e.Kind = appliance.Regular
+			if data := genData(r, s); data != nil {
+				e.Size, e.Data = int64(len(data)), appliance.Bytes(data)
+			}
+			files = append(files, p)
+		}
+		mustPut(t, m, e)
+	}
+	if err := m.Check(); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// imageSize is a generous size for entries.
+func imageSize(entries []*appliance.Entry) int64 {
+	size := int64(16 << 20)
+	for _, e := range entries {
+		size += (e.Size+blockSize-1)/blockSize*blockSize*102/100 + 2*blockSize
+	}
+	return size
+}
+
+func TestGeneratedTrees(t *testing.T) {
+	needTools(t)
+	for _, s := range shapes {
+		for seed := range uint64(2) {
+			t.Run(fmt.Sprintf("%s/%d", s.name, seed), func(t *testing.T) {
+				t.Parallel()
+				r := rand.New(rand.NewPCG(seed, uint64(len(s.name))))
+				entries := genTree(t, r, s).Entries()
+				img := writeImage(t, entries, Options{Size: imageSize(entries), UUID: UUIDFor([]byte(s.name)), Time: testTime})
+				fsck(t, img)
+				compareTree(t, img, entries, "")
+			})
+		}
+	}
+}
