@@ -164,7 +164,7 @@ func (b *build) gather(ctx context.Context, in *Inputs) error {
 			nfiles++
 		}
 	}
-	b.logf(1, "%d package files, %d excluded", nfiles, nexcl)
+	b.logf(1, "%d package files, %d after excludefiles", nfiles+nexcl, nfiles)
 	for _, pat := range in.HostFiles {
 		matches, err := filepath.Glob(filepath.Join(b.root, pat))
 		if err != nil {
@@ -201,6 +201,7 @@ func (b *build) gather(ctx context.Context, in *Inputs) error {
 	t.LinkHardlinks()
 	t.AddParents()
 	b.manifest = m
+	b.logf(1, "%d entries in the appliance", m.Len())
 	return m.Check()
 }
 

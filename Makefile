@@ -1,0 +1,60 @@
+# gosupermin: the two commands are `make demo` and `make test`; both first
+# install what they need from Debian's packages (as root, or through sudo).
+
+GO        ?= go
+BIN       := bin/gosupermin
+DEMO      := demo
+# Debian packages the tests and the demo use: supermin 5 to compare with and
+# to make inputs, qemu and a kernel to boot, e2fsprogs/cpio/bsdtar to read
+# our images back, rpm and pacman to make fixture databases.
+DEBS      := supermin qemu-system-x86 linux-image-amd64 e2fsprogs cpio libarchive-tools \
+             rpm pacman-package-manager makepkg fakeroot zstd xz-utils kmod util-linux \
+             libalgorithm-diff-perl base-passwd libc-bin time bc
+SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all build deps test demo bench fuzz clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/gosupermin
+
+# Installs only what is missing, so a second run costs nothing.
+deps:
+	@missing=$$(for p in $(DEBS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q ' installed$$' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		$(SUDO) apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+test: deps
+	$(GO) vet ./...
+	CGO_ENABLED=0 $(GO) build ./...
+	$(GO) test -count=1 -timeout 40m ./...
+
+# Build a small appliance from this machine and boot it.
+demo: deps build
+	rm -rf $(DEMO) && mkdir -p $(DEMO)
+	$(BIN) --prepare bash coreutils util-linux kmod -o $(DEMO)/supermin.d
+	printf '#!/bin/sh\nmount -t proc proc /proc\necho "*** gosupermin demo appliance: $$(uname -r), $$(ls /usr/bin | wc -l) programs in /usr/bin ***"\necho o > /proc/sysrq-trigger\n' > $(DEMO)/init
+	chmod 755 $(DEMO)/init
+	tar -C $(DEMO) --owner=0 --group=0 -czf $(DEMO)/supermin.d/init.tar.gz ./init
+	$(BIN) --build -v -f ext2 --size 1G $(DEMO)/supermin.d -o $(DEMO)/appliance
+	timeout 300 qemu-system-x86_64 -accel tcg -m 1024 -nographic -no-reboot \
+		-kernel $(DEMO)/appliance/kernel -initrd $(DEMO)/appliance/initrd \
+		-drive file=$(DEMO)/appliance/root,format=raw,if=virtio \
+		-append 'console=ttyS0 root=/dev/vda quiet panic=-1'
+
+# Side-by-side figures against supermin 5.
+bench: deps build
+	.ci/bench
+
+fuzz:
+	@for t in $$(grep -rhoE '^func Fuzz[A-Za-z0-9_]+' --include=*_test.go . | sed 's/func //'); do \
+		pkg=$$(grep -rl "^func $$t" --include=*_test.go . | head -1 | xargs dirname); \
+		echo "== $$pkg $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime 20s $$pkg || exit 1; \
+	done
+
+clean:
+	rm -rf bin $(DEMO)
