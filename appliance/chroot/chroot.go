@@ -9,6 +9,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -32,26 +34,41 @@ func Write(ctx context.Context, dir string, entries []*appliance.Entry, opt Opti
 	if opt.Warn == nil {
 		opt.Warn = func(string) {}
 	}
-	var dirs []*appliance.Entry
-	skippedDevs := 0
+	host := func(e *appliance.Entry) string { return filepath.Join(dir, filepath.FromSlash(e.Path)) }
+	// Directories first, in order, so that every parent exists; then the
+	// other entries from a few workers, because creating a file costs a
+	// filesystem round trip that several can share; hard links last, when
+	// their targets exist.
+	var dirs, others, links []*appliance.Entry
 	for _, e := range entries {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		p := filepath.Join(dir, filepath.FromSlash(e.Path))
-		var err error
 		switch e.Kind {
 		case appliance.Dir:
 			dirs = append(dirs, e)
-			if e.Path != "/" {
-				err = os.Mkdir(p, 0o700)
+		case appliance.Hardlink:
+			links = append(links, e)
+		default:
+			others = append(others, e)
+		}
+	}
+	for _, e := range dirs {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if e.Path != "/" {
+			if err := os.Mkdir(host(e), 0o700); err != nil {
+				return fmt.Errorf("chroot: create %s: %w", e.Path, err)
 			}
+		}
+	}
+	var skippedDevs atomic.Int64
+	err := parallel(ctx, others, func(e *appliance.Entry) error {
+		p := host(e)
+		var err error
+		switch e.Kind {
 		case appliance.Regular:
 			err = writeFile(p, e)
 		case appliance.Symlink:
 			err = os.Symlink(e.Link, p)
-		case appliance.Hardlink:
-			err = os.Link(filepath.Join(dir, filepath.FromSlash(e.Link)), p)
 		case appliance.CharDev, appliance.BlockDev:
 			mode := uint32(unix.S_IFCHR)
 			if e.Kind == appliance.BlockDev {
@@ -59,36 +76,73 @@ func Write(ctx context.Context, dir string, entries []*appliance.Entry, opt Opti
 			}
 			err = unix.Mknod(p, mode|0o600, int(unix.Mkdev(e.Major, e.Minor)))
 			if errors.Is(err, unix.EPERM) && !opt.Owners {
-				skippedDevs++
-				continue
+				skippedDevs.Add(1)
+				return nil
 			}
 		case appliance.FIFO:
 			err = unix.Mkfifo(p, 0o600)
 		case appliance.Socket:
-			continue // a socket only exists while something listens on it
+			return nil // a socket only exists while something listens on it
 		}
 		if err != nil {
 			return fmt.Errorf("chroot: create %s: %w", e.Path, err)
 		}
-		if e.Kind != appliance.Dir && e.Kind != appliance.Hardlink {
-			if err := setMeta(p, e, opt.Owners); err != nil {
-				return err
-			}
+		return setMeta(p, e, opt.Owners)
+	})
+	if err != nil {
+		return err
+	}
+	for _, e := range links {
+		if err := os.Link(filepath.Join(dir, filepath.FromSlash(e.Link)), host(e)); err != nil {
+			return fmt.Errorf("chroot: create %s: %w", e.Path, err)
 		}
 	}
-	if skippedDevs > 0 {
-		opt.Warn(fmt.Sprintf("%d device nodes not created: only root can make them", skippedDevs))
+	if n := skippedDevs.Load(); n > 0 {
+		opt.Warn(fmt.Sprintf("%d device nodes not created: only root can make them", n))
 	}
 	// Directories get their final modes and times last, deepest first:
 	// read-only directories must stay writable while filled, and adding
 	// children changes a directory's mtime.
 	for i := len(dirs) - 1; i >= 0; i-- {
-		e := dirs[i]
-		if err := setMeta(filepath.Join(dir, filepath.FromSlash(e.Path)), e, opt.Owners); err != nil {
+		if err := setMeta(host(dirs[i]), dirs[i], opt.Owners); err != nil {
 			return err
 		}
 	}
-	return nil
+	return ctx.Err()
+}
+
+// workers is how many entries are written at once.
+const workers = 8
+
+// parallel calls f for each entry from a few goroutines and returns the
+// first error; after an error or a cancellation no new entry is started.
+func parallel(ctx context.Context, entries []*appliance.Entry, f func(*appliance.Entry) error) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	work := make(chan *appliance.Entry)
+	var wg sync.WaitGroup
+	for i := 0; i < workers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for e := range work {
+				if err := f(e); err != nil {
+					cancel(err)
+				}
+			}
+		}()
+	}
+feed:
+	for _, e := range entries {
+		select {
+		case work <- e:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(work)
+	wg.Wait()
+	return context.Cause(ctx)
 }
 
 func writeFile(p string, e *appliance.Entry) error {
