@@ -139,7 +139,7 @@ func TestHostChroot(t *testing.T) {
 	need(t, err == nil, "not a dpkg host")
 	dir := t.TempDir()
 	sd, out := filepath.Join(dir, "supermin.d"), filepath.Join(dir, "out")
-	if r := gosupermin(t, "--prepare", "bash", "coreutils", "perl-base", "-o", sd); r.code != 0 {
+	if r := gosupermin(t, "--prepare", "bash", "coreutils", "perl-base", "passwd", "-o", sd); r.code != 0 {
 		t.Fatalf("prepare: %+v", r)
 	}
 	os.WriteFile(filepath.Join(sd, "excludefiles"), []byte("-/usr/share/doc/*\n-/usr/share/man/*\n"), 0o644)
@@ -201,6 +201,19 @@ func TestHostChroot(t *testing.T) {
 	ab, err := os.Stat(filepath.Join(out, "usr/bin/bash"))
 	if err != nil || !ab.ModTime().Equal(hb.ModTime()) || ab.Mode() != hb.Mode() {
 		t.Errorf("/usr/bin/bash: %v vs host %v (%v)", ab, hb, err)
+	}
+	// Owners and setgid bits as on the host (chage is root:shadow 2755).
+	for _, p := range []string{"/usr/bin/chage", "/usr/bin/bash"} {
+		hs, herr := os.Stat(p)
+		as, aerr := os.Stat(filepath.Join(out, p))
+		if herr != nil || aerr != nil {
+			t.Errorf("%s: %v %v", p, herr, aerr)
+			continue
+		}
+		hst, ast := hs.Sys().(*syscall.Stat_t), as.Sys().(*syscall.Stat_t)
+		if hst.Uid != ast.Uid || hst.Gid != ast.Gid || hs.Mode() != as.Mode() {
+			t.Errorf("%s: %v %d:%d in the appliance, %v %d:%d on the host", p, as.Mode(), ast.Uid, ast.Gid, hs.Mode(), hst.Uid, hst.Gid)
+		}
 	}
 	// usrmerge: the links as on the host, each file once.
 	for _, l := range []string{"bin", "lib", "sbin"} {
@@ -405,5 +418,55 @@ func TestInterrupt(t *testing.T) {
 		if m, _ := filepath.Glob(filepath.Join(dir, "*gosupermin-tmp*")); len(m) > 0 {
 			t.Errorf("%v: left behind %v", sig, m)
 		}
+	}
+}
+
+// TestLock: a run waits while another process holds the lock.
+func TestLock(t *testing.T) {
+	dir := t.TempDir()
+	sd, out, lock := filepath.Join(dir, "sd"), filepath.Join(dir, "out"), filepath.Join(dir, "lock")
+	os.MkdirAll(sd, 0o755)
+	os.WriteFile(filepath.Join(sd, "packages"), []byte("alt-present\n"), 0o644)
+	if r := gosupermin(t, "--build", "-f", "chroot", "--lock", filepath.Join(out, "lock"), "--root", "../../fixtures/dpkg/edge", sd, "-o", out); r.code != 1 || !strings.Contains(r.stderr, "must not be inside") {
+		t.Errorf("lock inside the output: %+v", r)
+	}
+	// Hold the lock here: fcntl locks belong to a process, so the child
+	// gosupermin must wait for it.
+	f, err := os.OpenFile(lock, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	lk := syscall.Flock_t{Type: syscall.F_WRLCK}
+	if err := syscall.FcntlFlock(f.Fd(), syscall.F_SETLK, &lk); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "--build", "-f", "chroot", "--lock", lock, "--root", "../../fixtures/dpkg/edge", sd, "-o", out)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		t.Fatalf("finished while the lock was held: %v", err)
+	case <-time.After(500 * time.Millisecond):
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Fatal("output written while the lock was held")
+	}
+	lk.Type = syscall.F_UNLCK
+	syscall.FcntlFlock(f.Fd(), syscall.F_SETLK, &lk)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("after unlock: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("still waiting after the lock was released")
+	}
+	if _, err := os.Stat(filepath.Join(out, "usr/bin/alt-present")); err != nil {
+		t.Error(err)
 	}
 }
