@@ -73,7 +73,7 @@ func Resolve(db backends.DB, roots []string, warn Warn) (*Closure, error) {
 	case "dpkg":
 		r.rules = dpkgRules{db}
 	case "rpm":
-		r.rules = rpmRules{db}
+		r.rules = newRPMRules(db)
 	case "pacman":
 		r.rules = pacmanRules{db}
 	default:

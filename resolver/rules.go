@@ -1,6 +1,10 @@
 package resolver
 
-import "github.com/gosupermin/gosupermin/backends"
+import (
+	"strings"
+
+	"github.com/gosupermin/gosupermin/backends"
+)
 
 // dpkgRules follow Debian policy and the Multi-Arch specification.
 type dpkgRules struct{ db backends.DB }
@@ -48,7 +52,9 @@ func (d dpkgRules) rank(from *backends.Package, cand *backends.Package) int {
 	return 2
 }
 
-// pacmanRules: one architecture; versioned relations need versioned provides.
+// pacmanRules: one architecture; a versioned depend is satisfied only by
+// the package itself or a versioned provision (pacman's alpm_depcmp: an
+// unversioned provision satisfies unversioned depends only).
 type pacmanRules struct{ db backends.DB }
 
 func (pacmanRules) archOK(*backends.Package, backends.Dep, *backends.Package) bool { return true }
@@ -60,30 +66,70 @@ func (p pacmanRules) provideOK(pr backends.Provide, dep backends.Dep) bool {
 	return pr.Rel == "=" && relHolds(p.db.CompareVersions(pr.Version, dep.Version), dep.Rel)
 }
 
+// rank: pacman installs one version of a name; candidates differ only by
+// name, and the resolver's order (the package named, then by ID) decides.
 func (pacmanRules) rank(*backends.Package, *backends.Package) int { return 0 }
 
-// rpmRules: an unversioned Provides satisfies any versioned Requires; the
-// host arch and noarch are preferred over other arches (multilib).
-type rpmRules struct{ db backends.DB }
+// rpmRules follow rpm's dependency semantics: a Requires and a Provides
+// match when their version ranges overlap (an unversioned side matches
+// anything); among candidates, the dependent's arch, then the host arch
+// or noarch, then other arches (multilib), and for one name installed in
+// several versions (kernels), the newest.
+type rpmRules struct {
+	db backends.DB
+	// newer counts, per package, the installed packages of the same name
+	// and arch with a higher version.
+	newer map[*backends.Package]int
+}
+
+func newRPMRules(db backends.DB) rpmRules {
+	r := rpmRules{db: db, newer: map[*backends.Package]int{}}
+	byName := map[string][]*backends.Package{}
+	for _, p := range db.Packages() {
+		byName[p.Name+"."+p.Arch] = append(byName[p.Name+"."+p.Arch], p)
+	}
+	for _, ps := range byName {
+		for _, p := range ps {
+			for _, q := range ps {
+				if db.CompareVersions(q.Version, p.Version) > 0 {
+					r.newer[p]++
+				}
+			}
+		}
+	}
+	return r
+}
 
 func (rpmRules) archOK(*backends.Package, backends.Dep, *backends.Package) bool { return true }
 
 func (r rpmRules) provideOK(p backends.Provide, dep backends.Dep) bool {
-	if dep.Rel == "" || p.Rel == "" {
+	return rpmOverlap(r.db.CompareVersions, p.Rel, p.Version, dep.Rel, dep.Version)
+}
+
+// rpmOverlap says whether the ranges "A relA verA" and "B relB verB"
+// intersect, as rpm's rpmdsCompare decides.
+func rpmOverlap(cmp func(a, b string) int, relA, verA, relB, verB string) bool {
+	if relA == "" || relB == "" || verA == "" || verB == "" {
 		return true
 	}
-	if p.Rel != "=" {
-		return true // a ranged Provides: rpm checks overlap; accept
+	has := func(rel string, c byte) bool { return strings.IndexByte(rel, c) >= 0 }
+	switch sense := cmp(verA, verB); {
+	case sense < 0:
+		return has(relA, '>') || has(relB, '<')
+	case sense > 0:
+		return has(relA, '<') || has(relB, '>')
+	default:
+		return has(relA, '=') && has(relB, '=') || has(relA, '<') && has(relB, '<') || has(relA, '>') && has(relB, '>')
 	}
-	return relHolds(r.db.CompareVersions(p.Version, dep.Version), dep.Rel)
 }
 
 func (r rpmRules) rank(from *backends.Package, cand *backends.Package) int {
+	arch := 2
 	switch {
 	case from != nil && cand.Arch == from.Arch && cand.Arch != "noarch":
-		return 0
+		arch = 0
 	case cand.Arch == r.db.NativeArch() || cand.Arch == "noarch":
-		return 1
+		arch = 1
 	}
-	return 2
+	return arch*100 + min(r.newer[cand], 99)
 }

@@ -5,6 +5,8 @@ import (
 
 	"github.com/gosupermin/gosupermin/backends"
 	"github.com/gosupermin/gosupermin/backends/dpkg"
+	"github.com/gosupermin/gosupermin/backends/pacman"
+	"github.com/gosupermin/gosupermin/backends/rpm"
 )
 
 // Driver is one package-database backend, named as supermin names them.
@@ -17,6 +19,8 @@ type Driver struct {
 // Drivers lists the backends in the order they are tried.
 var Drivers = []Driver{
 	{"debian/dpkg", dpkg.Detect, func(root string) (backends.DB, error) { return dpkg.Open(root) }},
+	{"fedora/rpm", rpm.Detect, func(root string) (backends.DB, error) { return rpm.Open(root) }},
+	{"arch/pacman", pacman.Detect, func(root string) (backends.DB, error) { return pacman.Open(root) }},
 }
 
 // OpenDB opens the first database detected under root.

@@ -57,7 +57,7 @@ func Prepare(ctx context.Context, o PrepareOptions) error {
 			return err
 		}
 		for _, f := range files {
-			if f.Config {
+			if f.Config && !f.Ghost { // a %ghost %config file (rpm's own database) is state, not configuration
 				conf = append(conf, f.Source)
 			}
 		}

@@ -1,0 +1,120 @@
+package pacman
+
+import "strings"
+
+// Vercmp orders two [epoch:]pkgver[-pkgrel] versions as pacman's vercmp
+// does: epochs (0 when absent), then pkgver, then pkgrel when both have
+// one, each compared by segments.
+func Vercmp(a, b string) int {
+	if a == b {
+		return 0
+	}
+	ea, va, ra, hasRA := splitEVR(a)
+	eb, vb, rb, hasRB := splitEVR(b)
+	if c := segcmp(ea, eb); c != 0 {
+		return c
+	}
+	if c := segcmp(va, vb); c != 0 {
+		return c
+	}
+	if hasRA && hasRB {
+		return segcmp(ra, rb)
+	}
+	return 0
+}
+
+func splitEVR(s string) (epoch, version, release string, hasRelease bool) {
+	i := 0
+	for i < len(s) && isDigit(s[i]) {
+		i++
+	}
+	epoch, version = "0", s
+	if i < len(s) && s[i] == ':' {
+		if i > 0 {
+			epoch = s[:i]
+		}
+		version = s[i+1:]
+	}
+	if j := strings.LastIndexByte(version, '-'); j >= 0 {
+		return epoch, version[:j], version[j+1:], true
+	}
+	return epoch, version, "", false
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+func isAlpha(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
+func isAlnum(c byte) bool { return isDigit(c) || isAlpha(c) }
+
+// segcmp is pacman's variant of rpmvercmp: no "~" or "^", a longer run of
+// separators is newer, and a trailing letter segment is older than the
+// end of the string ("1.0a" < "1.0" < "1.0.1").
+func segcmp(a, b string) int {
+	if a == b {
+		return 0
+	}
+	i, j := 0, 0
+	pi, pj := 0, 0 // where the previous segment ended
+	for i < len(a) && j < len(b) {
+		for i < len(a) && !isAlnum(a[i]) {
+			i++
+		}
+		for j < len(b) && !isAlnum(b[j]) {
+			j++
+		}
+		if i >= len(a) || j >= len(b) {
+			break
+		}
+		if i-pi != j-pj {
+			if i-pi < j-pj {
+				return -1
+			}
+			return 1
+		}
+		si, sj := i, j
+		num := isDigit(a[i])
+		if num {
+			for i < len(a) && isDigit(a[i]) {
+				i++
+			}
+			for j < len(b) && isDigit(b[j]) {
+				j++
+			}
+		} else {
+			for i < len(a) && isAlpha(a[i]) {
+				i++
+			}
+			for j < len(b) && isAlpha(b[j]) {
+				j++
+			}
+		}
+		sa, sb := a[si:i], b[sj:j]
+		if sb == "" {
+			if num {
+				return 1
+			}
+			return -1
+		}
+		if num {
+			sa = strings.TrimLeft(sa, "0")
+			sb = strings.TrimLeft(sb, "0")
+			if len(sa) != len(sb) {
+				if len(sa) > len(sb) {
+					return 1
+				}
+				return -1
+			}
+		}
+		if c := strings.Compare(sa, sb); c != 0 {
+			return c
+		}
+		pi, pj = i, j
+	}
+	if i >= len(a) && j >= len(b) {
+		return 0
+	}
+	// A remaining letter segment never beats the end of the string.
+	if i >= len(a) && !isAlpha(b[j]) || i < len(a) && isAlpha(a[i]) {
+		return -1
+	}
+	return 1
+}

@@ -1,0 +1,153 @@
+package rpm
+
+import "strings"
+
+// Vercmp compares two version or release strings as rpm's rpmvercmp does:
+// alternating runs of digits and letters compared segment by segment
+// (numbers numerically and above letters), other characters only
+// separating, "~" sorting before anything (even the end), "^" after the
+// end but before anything else.
+func Vercmp(a, b string) int {
+	if a == b {
+		return 0
+	}
+	i, j := 0, 0
+	for i < len(a) || j < len(b) {
+		for i < len(a) && !isAlnum(a[i]) && a[i] != '~' && a[i] != '^' {
+			i++
+		}
+		for j < len(b) && !isAlnum(b[j]) && b[j] != '~' && b[j] != '^' {
+			j++
+		}
+		// Tilde: sorts before everything.
+		ta, tb := i < len(a) && a[i] == '~', j < len(b) && b[j] == '~'
+		if ta || tb {
+			if !ta {
+				return 1
+			}
+			if !tb {
+				return -1
+			}
+			i++
+			j++
+			continue
+		}
+		// Caret: like the end of the string, but after it.
+		ca, cb := i < len(a) && a[i] == '^', j < len(b) && b[j] == '^'
+		if ca || cb {
+			if i >= len(a) {
+				return -1
+			}
+			if j >= len(b) {
+				return 1
+			}
+			if !ca {
+				return 1
+			}
+			if !cb {
+				return -1
+			}
+			i++
+			j++
+			continue
+		}
+		if i >= len(a) || j >= len(b) {
+			break
+		}
+		si, sj := i, j
+		num := isDigit(a[i])
+		if num {
+			for i < len(a) && isDigit(a[i]) {
+				i++
+			}
+			for j < len(b) && isDigit(b[j]) {
+				j++
+			}
+		} else {
+			for i < len(a) && isAlpha(a[i]) {
+				i++
+			}
+			for j < len(b) && isAlpha(b[j]) {
+				j++
+			}
+		}
+		sa, sb := a[si:i], b[sj:j]
+		if sb == "" {
+			// Segments of different kinds: a number is newer than letters.
+			if num {
+				return 1
+			}
+			return -1
+		}
+		if num {
+			sa = strings.TrimLeft(sa, "0")
+			sb = strings.TrimLeft(sb, "0")
+			if len(sa) != len(sb) {
+				if len(sa) > len(sb) {
+					return 1
+				}
+				return -1
+			}
+		}
+		if c := strings.Compare(sa, sb); c != 0 {
+			return c
+		}
+	}
+	switch {
+	case i >= len(a) && j >= len(b):
+		return 0
+	case i >= len(a):
+		return -1
+	}
+	return 1
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+func isAlpha(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
+func isAlnum(c byte) bool { return isDigit(c) || isAlpha(c) }
+
+// SplitEVR splits [epoch:]version[-release]. The epoch is "" when absent;
+// the release is "" when absent.
+func SplitEVR(evr string) (epoch, version, release string) {
+	if i := strings.IndexByte(evr, ':'); i >= 0 && allDigits(evr[:i]) {
+		epoch, evr = evr[:i], evr[i+1:]
+	}
+	if i := strings.LastIndexByte(evr, '-'); i >= 0 {
+		evr, release = evr[:i], evr[i+1:]
+	}
+	return epoch, evr, release
+}
+
+func allDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if !isDigit(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// CompareEVR compares two [epoch:]version[-release] strings as rpm compares
+// a package or Provides with a Requires: a missing epoch is 0, and the
+// releases are compared only when both sides have one ("Requires: foo >=
+// 1.2" is satisfied by every release of 1.2).
+func CompareEVR(a, b string) int {
+	ea, va, ra := SplitEVR(a)
+	eb, vb, rb := SplitEVR(b)
+	if ea == "" {
+		ea = "0"
+	}
+	if eb == "" {
+		eb = "0"
+	}
+	if c := Vercmp(ea, eb); c != 0 {
+		return c
+	}
+	if c := Vercmp(va, vb); c != 0 {
+		return c
+	}
+	if ra != "" && rb != "" {
+		return Vercmp(ra, rb)
+	}
+	return 0
+}
