@@ -26,6 +26,12 @@ func replaceOutput(ctx context.Context, out string, fill func(tmp string) error)
 	if err != nil {
 		return fmt.Errorf("create temporary output in %s: %w", parent, err)
 	}
+	// MkdirTemp makes 0700; an appliance directory is read by others (qemu
+	// run by libvirt as another user).
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		removeTree(tmp)
+		return fmt.Errorf("%s: %w", tmp, err)
+	}
 	defer func() {
 		if err != nil {
 			if rerr := removeTree(tmp); rerr != nil {

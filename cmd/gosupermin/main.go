@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	initproc "github.com/gosupermin/gosupermin/appliance/init"
 	"github.com/gosupermin/gosupermin/supermin"
 )
 
@@ -45,11 +46,17 @@ Options:
   -V, --version            print the version and exit
   --help                   this text
 
-Environment: SUPERMIN_KERNEL, SUPERMIN_KERNEL_VERSION, SUPERMIN_MODULES,
-SOURCE_DATE_EPOCH.
+Environment:
+  SUPERMIN_KERNEL, SUPERMIN_KERNEL_VERSION, SUPERMIN_MODULES  choose the kernel
+  SOURCE_DATE_EPOCH        time of every made-up timestamp (reproducible builds)
+  GOSUPERMIN_INIT          static init binary for the initrd (default: this program)
+  GOSUPERMIN_ROOT_UUID     ext2 UUID: "random" or a UUID (default: derived from the content)
 `
 
 func main() {
+	if initproc.IsInit() { // the appliance's /init: see appliance/init
+		initproc.Main()
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
