@@ -47,6 +47,9 @@ type Package struct {
 	// Pre-Depends, rpm Requires, pacman depends), in declaration order.
 	Depends  []Dep
 	Provides []Provide
+	// Essential packages are implicit dependencies of every other
+	// (dpkg's "Essential: yes"): maintainer scripts take them for granted.
+	Essential bool
 	// ID is unique in its database and names the package in lists and
 	// messages: dpkg "name:arch", rpm NEVRA, pacman "name-version".
 	ID string

@@ -115,7 +115,13 @@ func newest(paths []string) time.Time {
 }
 
 func (b *build) gather(ctx context.Context, in *Inputs) error {
-	cl, err := resolver.Resolve(b.db, in.Packages, func(msg string) { b.warnf("%s", msg) })
+	roots := in.Packages
+	if b.Firstboot {
+		// Maintainer scripts take the Essential packages (a shell, coreutils,
+		// sed, base-passwd) for granted: they are everyone's dependency.
+		roots = append(roots[:len(roots):len(roots)], essentials(b.db)...)
+	}
+	cl, err := resolver.Resolve(b.db, roots, func(msg string) { b.warnf("%s", msg) })
 	if err != nil {
 		return err
 	}
@@ -198,11 +204,28 @@ func (b *build) gather(ctx context.Context, in *Inputs) error {
 			return err
 		}
 	}
+	if b.Firstboot {
+		if err := b.addFirstboot(); err != nil {
+			return err
+		}
+	}
 	t.LinkHardlinks()
 	t.AddParents()
 	b.manifest = m
 	b.logf(1, "%d entries in the appliance", m.Len())
 	return m.Check()
+}
+
+// essentials names the installed Essential packages of the native
+// architecture (or all).
+func essentials(db backends.DB) []string {
+	var out []string
+	for _, p := range db.Packages() {
+		if p.Essential && (p.Arch == db.NativeArch() || p.Arch == "all" || p.Arch == "") {
+			out = append(out, p.Name)
+		}
+	}
+	return out
 }
 
 // add puts the host file src at dst, both canonicalised through the host's

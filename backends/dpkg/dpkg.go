@@ -123,6 +123,7 @@ func packageFrom(para Paragraph) (*backends.Package, *extra, error) {
 		Version:   para.Get("Version"),
 		Arch:      para.Get("Architecture"),
 		MultiArch: para.Get("Multi-Arch"),
+		Essential: para.Get("Essential") == "yes",
 	}
 	if p.Version == "" {
 		return nil, nil, errors.New("installed package without a Version")
