@@ -9,7 +9,8 @@ DEMO      := demo
 # our images back, rpm and pacman to make fixture databases.
 DEBS      := supermin qemu-system-x86 linux-image-amd64 e2fsprogs cpio libarchive-tools \
              rpm pacman-package-manager makepkg fakeroot zstd xz-utils kmod util-linux \
-             libalgorithm-diff-perl base-passwd libc-bin time bc
+             libalgorithm-diff-perl base-passwd libc-bin time bc busybox dash mount \
+             libguestfs-tools
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all build deps test demo bench fuzz clean
@@ -17,7 +18,7 @@ SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 all: build
 
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/gosupermin
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN) ./cmd/gosupermin
 
 # Installs only what is missing, so a second run costs nothing.
 deps:
@@ -36,8 +37,8 @@ test: deps
 # Build a small appliance from this machine and boot it.
 demo: deps build
 	rm -rf $(DEMO) && mkdir -p $(DEMO)
-	$(BIN) --prepare bash coreutils util-linux kmod -o $(DEMO)/supermin.d
-	printf '#!/bin/sh\nmount -t proc proc /proc\necho "*** gosupermin demo appliance: $$(uname -r), $$(ls /usr/bin | wc -l) programs in /usr/bin ***"\necho o > /proc/sysrq-trigger\n' > $(DEMO)/init
+	$(BIN) --prepare bash dash coreutils mount util-linux kmod -o $(DEMO)/supermin.d
+	printf '#!/bin/sh\nexport PATH=/usr/sbin:/usr/bin:/sbin:/bin\nmount -t proc proc /proc\necho "*** gosupermin demo appliance: $$(uname -r), $$(ls /usr/bin | wc -l) programs in /usr/bin ***"\necho o > /proc/sysrq-trigger\n' > $(DEMO)/init
 	chmod 755 $(DEMO)/init
 	tar -C $(DEMO) --owner=0 --group=0 -czf $(DEMO)/supermin.d/init.tar.gz ./init
 	$(BIN) --build -v -f ext2 --size 1G $(DEMO)/supermin.d -o $(DEMO)/appliance
