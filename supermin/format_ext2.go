@@ -70,7 +70,7 @@ func writeExt2(ctx context.Context, b *build, tmp string) error {
 	if err != nil {
 		return err
 	}
-	b.logf(1, "root: %s ext2, UUID %x", humanSize(size), uuid)
+	b.logf(1, "root: %s ext2, UUID %x-%x-%x-%x-%x", humanSize(size), uuid[0:4], uuid[4:6], uuid[6:8], uuid[8:10], uuid[10:])
 	if err := ctx.Err(); err != nil {
 		return err
 	}
