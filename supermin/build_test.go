@@ -61,6 +61,24 @@ func TestPrepareFixture(t *testing.T) {
 	}
 }
 
+// prepareBase prepares roots into a new supermin.d and names what its
+// base.tar.gz holds.
+func prepareBase(t *testing.T, opts Options, roots ...string) (sd string, names []string) {
+	t.Helper()
+	sd = filepath.Join(t.TempDir(), "supermin.d")
+	if err := Prepare(context.Background(), PrepareOptions{Options: opts, Packages: roots, Out: sd}); err != nil {
+		t.Fatal(err)
+	}
+	base, err := os.ReadFile(filepath.Join(sd, "base.tar.gz"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range readTarGz(t, base) {
+		names = append(names, h.Name)
+	}
+	return sd, names
+}
+
 func readTarGz(t *testing.T, data []byte) []*tar.Header {
 	t.Helper()
 	zr, err := gzip.NewReader(bytes.NewReader(data))

@@ -115,18 +115,7 @@ func TestPacmanTree(t *testing.T) {
 		}
 	}
 
-	sd := filepath.Join(t.TempDir(), "supermin.d")
-	if err := Prepare(context.Background(), PrepareOptions{Options: opts, Packages: []string{"gs-app"}, Out: sd}); err != nil {
-		t.Fatal(err)
-	}
-	base, err := os.ReadFile(filepath.Join(sd, "base.tar.gz"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var baseNames []string
-	for _, h := range readTarGz(t, base) {
-		baseNames = append(baseNames, h.Name)
-	}
+	sd, baseNames := prepareBase(t, opts, "gs-app")
 	if strings.Join(baseNames, " ") != "./etc/gs-app.conf ./etc/gs-base.conf" {
 		t.Errorf("base.tar.gz holds %v, want the closure's backup files", baseNames)
 	}
