@@ -207,6 +207,17 @@ func (m *Manifest) Check() error {
 	return nil
 }
 
+// ClampTimes sets every time later than max to max, as reproducible
+// builds clamp to SOURCE_DATE_EPOCH: directories such as /tmp change their
+// mtime whenever anything on the host writes there.
+func (m *Manifest) ClampTimes(max time.Time) {
+	for _, e := range m.entries {
+		if e.ModTime.After(max) {
+			e.ModTime = max
+		}
+	}
+}
+
 // Stats counts entries by kind and the bytes of regular files.
 func (m *Manifest) Stats() (counts map[Kind]int, bytes int64) {
 	counts = map[Kind]int{}

@@ -123,6 +123,7 @@ func (b *build) addModuleTree(k *kernel.Kernel) error {
 	}
 	b.tree.LinkHardlinks()
 	b.tree.AddParents()
+	b.clampTimes(b.manifest)
 	b.logf(1, "%d paths of %s added", n, k.ModDir)
 	return b.manifest.Check()
 }

@@ -47,17 +47,6 @@ type build struct {
 	epoch    time.Time
 }
 
-// AddHostPath adds the host path p (under the root) to the manifest,
-// through the host's directory symlinks, with its parents. Format writers
-// use it for content that is not in a package (kernel modules).
-func (b *build) AddHostPath(p string) error {
-	if err := b.add(b.tree, p, p); err != nil {
-		return err
-	}
-	b.tree.AddParents()
-	return nil
-}
-
 // Build resolves the inputs' roots against the database under Root,
 // gathers their files and writes the appliance at Out.
 func Build(ctx context.Context, o BuildOptions) error {
@@ -211,9 +200,17 @@ func (b *build) gather(ctx context.Context, in *Inputs) error {
 	}
 	t.LinkHardlinks()
 	t.AddParents()
+	b.clampTimes(m)
 	b.manifest = m
 	b.logf(1, "%d entries in the appliance", m.Len())
 	return m.Check()
+}
+
+// clampTimes applies SOURCE_DATE_EPOCH, when set, to every entry.
+func (b *build) clampTimes(m *appliance.Manifest) {
+	if !b.Epoch.IsZero() {
+		m.ClampTimes(b.Epoch)
+	}
 }
 
 // essentials names the installed Essential packages of the native

@@ -275,3 +275,33 @@ func TestBuildCancelled(t *testing.T) {
 		t.Errorf("left behind: %v", m)
 	}
 }
+
+// TestBuildClampsTimes: with SOURCE_DATE_EPOCH, a host directory whose
+// mtime changes between two builds (as /tmp's does) gives the same output.
+func TestBuildClampsTimes(t *testing.T) {
+	dir := t.TempDir()
+	root := filepath.Join(dir, "root")
+	copyTree(t, edge, root)
+	sd := filepath.Join(dir, "supermin.d")
+	os.MkdirAll(sd, 0o755)
+	os.WriteFile(filepath.Join(sd, "packages"), []byte("alt-present\n"), 0o644)
+	epoch := time.Unix(1700000000, 0)
+	var times [2]time.Time
+	for i := range times {
+		now := time.Now().Add(time.Duration(i) * time.Minute)
+		os.Chtimes(filepath.Join(root, "usr/bin"), now, now)
+		out := filepath.Join(dir, "out")
+		b := BuildOptions{Options: Options{Root: root, Epoch: epoch}, Inputs: []string{sd}, Out: out, Format: "chroot"}
+		if err := Build(context.Background(), b); err != nil {
+			t.Fatal(err)
+		}
+		fi, err := os.Stat(filepath.Join(out, "usr/bin"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		times[i] = fi.ModTime()
+	}
+	if !times[0].Equal(epoch) || !times[1].Equal(epoch) {
+		t.Errorf("/usr/bin mtimes %v, %v: want both clamped to %v", times[0], times[1], epoch)
+	}
+}
