@@ -111,10 +111,7 @@ func (r *resolver) root(name string) *backends.Package {
 			dep.Name, dep.Arch = name[:i], name[i+1:]
 		}
 	}
-	if c := r.pick(nil, dep, r.satisfiers(nil, dep, true)); c != nil {
-		return c
-	}
-	return nil
+	return r.pick(nil, dep, r.satisfiers(nil, dep, true))
 }
 
 func (r *resolver) visit(p *backends.Package) {

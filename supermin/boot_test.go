@@ -210,20 +210,28 @@ func TestBoot(t *testing.T) {
 	}
 }
 
-// TestBuildBootableReproducible builds each bootable format twice with
-// SOURCE_DATE_EPOCH: the outputs are byte-identical. It also looks into
-// the initrds.
-func TestBuildBootableReproducible(t *testing.T) {
+// hostAppliance prepares the boot tests' supermin.d from this dpkg host
+// with a static gosupermin, for tests that build bootable formats without
+// booting them.
+func hostAppliance(t *testing.T) (bin, dir, sd string) {
+	t.Helper()
 	if testing.Short() {
-		t.Skip("builds four appliances: not in -short mode")
+		t.Skip("builds bootable appliances: not in -short mode")
 	}
 	if _, err := exec.LookPath("dpkg-query"); err != nil {
 		bootSkip(t, "not a dpkg host")
 	}
 	needKernel(t)
-	bin := buildGosupermin(t)
-	dir := t.TempDir()
-	sd := bootSupermind(t, bin, dir)
+	bin = buildGosupermin(t)
+	dir = t.TempDir()
+	return bin, dir, bootSupermind(t, bin, dir)
+}
+
+// TestBuildBootableReproducible builds each bootable format twice with
+// SOURCE_DATE_EPOCH: the outputs are byte-identical. It also looks into
+// the initrds.
+func TestBuildBootableReproducible(t *testing.T) {
+	bin, dir, sd := hostAppliance(t)
 	env := []string{"SOURCE_DATE_EPOCH=1700000000"}
 	hash := func(p string) string {
 		f, err := os.Open(p)
@@ -356,16 +364,7 @@ func TestBootLibguestfs(t *testing.T) {
 // TestBuildExt2TooSmall: an image too small for the appliance is a clear
 // error, and nothing is left behind.
 func TestBuildExt2TooSmall(t *testing.T) {
-	if testing.Short() {
-		t.Skip("not in -short mode")
-	}
-	if _, err := exec.LookPath("dpkg-query"); err != nil {
-		bootSkip(t, "not a dpkg host")
-	}
-	needKernel(t)
-	bin := buildGosupermin(t)
-	dir := t.TempDir()
-	sd := bootSupermind(t, bin, dir)
+	bin, dir, sd := hostAppliance(t)
 	cmd := exec.Command(bin, "--build", "-f", "ext2", "--size", "20M", sd, "-o", filepath.Join(dir, "out"))
 	out, err := cmd.CombinedOutput()
 	if err == nil {

@@ -149,7 +149,7 @@ func (b *build) gather(ctx context.Context, in *Inputs) error {
 			if f.DivertedBy == ":" || inClosure[f.DivertedBy] {
 				dst = f.Source // the diverter is in the appliance too: keep the host's layout
 			}
-			if excluded(in.Excludes, f.Path) || excluded(in.Excludes, dst) {
+			if excluded(in.Excludes, f.Path) || dst != f.Path && excluded(in.Excludes, dst) {
 				nexcl++
 				continue
 			}

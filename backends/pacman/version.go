@@ -1,6 +1,10 @@
 package pacman
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/gosupermin/gosupermin/backends/rpm"
+)
 
 // Vercmp orders two [epoch:]pkgver[-pkgrel] versions as pacman's vercmp
 // does: epochs (0 when absent), then pkgver, then pkgrel when both have
@@ -70,41 +74,8 @@ func segcmp(a, b string) int {
 			}
 			return 1
 		}
-		si, sj := i, j
-		num := isDigit(a[i])
-		if num {
-			for i < len(a) && isDigit(a[i]) {
-				i++
-			}
-			for j < len(b) && isDigit(b[j]) {
-				j++
-			}
-		} else {
-			for i < len(a) && isAlpha(a[i]) {
-				i++
-			}
-			for j < len(b) && isAlpha(b[j]) {
-				j++
-			}
-		}
-		sa, sb := a[si:i], b[sj:j]
-		if sb == "" {
-			if num {
-				return 1
-			}
-			return -1
-		}
-		if num {
-			sa = strings.TrimLeft(sa, "0")
-			sb = strings.TrimLeft(sb, "0")
-			if len(sa) != len(sb) {
-				if len(sa) > len(sb) {
-					return 1
-				}
-				return -1
-			}
-		}
-		if c := strings.Compare(sa, sb); c != 0 {
+		var c int
+		if c, i, j = rpm.CompareSegment(a, i, b, j); c != 0 {
 			return c
 		}
 		pi, pj = i, j

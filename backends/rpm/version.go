@@ -54,42 +54,8 @@ func Vercmp(a, b string) int {
 		if i >= len(a) || j >= len(b) {
 			break
 		}
-		si, sj := i, j
-		num := isDigit(a[i])
-		if num {
-			for i < len(a) && isDigit(a[i]) {
-				i++
-			}
-			for j < len(b) && isDigit(b[j]) {
-				j++
-			}
-		} else {
-			for i < len(a) && isAlpha(a[i]) {
-				i++
-			}
-			for j < len(b) && isAlpha(b[j]) {
-				j++
-			}
-		}
-		sa, sb := a[si:i], b[sj:j]
-		if sb == "" {
-			// Segments of different kinds: a number is newer than letters.
-			if num {
-				return 1
-			}
-			return -1
-		}
-		if num {
-			sa = strings.TrimLeft(sa, "0")
-			sb = strings.TrimLeft(sb, "0")
-			if len(sa) != len(sb) {
-				if len(sa) > len(sb) {
-					return 1
-				}
-				return -1
-			}
-		}
-		if c := strings.Compare(sa, sb); c != 0 {
+		var c int
+		if c, i, j = CompareSegment(a, i, b, j); c != 0 {
 			return c
 		}
 	}
@@ -100,6 +66,44 @@ func Vercmp(a, b string) int {
 		return -1
 	}
 	return 1
+}
+
+// CompareSegment compares the runs of digits or of letters that start at
+// a[i] and b[j] (both alphanumeric), as rpmvercmp does: numbers
+// numerically, a number above letters. It returns where each run ends.
+// pacman's vercmp, derived from rpmvercmp, shares this step.
+func CompareSegment(a string, i int, b string, j int) (c, ni, nj int) {
+	si, sj := i, j
+	num := isDigit(a[i])
+	run := isAlpha
+	if num {
+		run = isDigit
+	}
+	for i < len(a) && run(a[i]) {
+		i++
+	}
+	for j < len(b) && run(b[j]) {
+		j++
+	}
+	sa, sb := a[si:i], b[sj:j]
+	if sb == "" {
+		// Segments of different kinds: a number is newer than letters.
+		if num {
+			return 1, i, j
+		}
+		return -1, i, j
+	}
+	if num {
+		sa = strings.TrimLeft(sa, "0")
+		sb = strings.TrimLeft(sb, "0")
+		if len(sa) != len(sb) {
+			if len(sa) > len(sb) {
+				return 1, i, j
+			}
+			return -1, i, j
+		}
+	}
+	return strings.Compare(sa, sb), i, j
 }
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
