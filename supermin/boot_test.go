@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -329,9 +330,12 @@ func readInitrd(t testing.TB, p string) map[string]*cpio.Header {
 	}
 }
 
-// TestBootLibguestfs boots an ext2 appliance built from libguestfs's own
-// supermin.d as a libguestfs fixed appliance with libguestfs-test-tool,
-// when libguestfs is installed.
+// TestBootLibguestfs is libguestfs's own use, as its users run it: an
+// unprivileged user builds libguestfs's supermin.d in each format on a
+// host where some package files and a hostfile are not readable by that
+// user (polkit keeps its rules.d at 0700; the test adds a root-only
+// hostfile), and libguestfs-test-tool, run by the same user, boots the
+// ext2 result as a fixed appliance.
 func TestBootLibguestfs(t *testing.T) {
 	needBoot(t)
 	tool, err := exec.LookPath("libguestfs-test-tool")
@@ -339,26 +343,110 @@ func TestBootLibguestfs(t *testing.T) {
 	if err != nil || len(sds) == 0 {
 		bootSkip(t, "libguestfs is not installed (apt-get install libguestfs-tools; .ci/run installs it)")
 	}
-	bin := buildGosupermin(t)
-	out := filepath.Join(t.TempDir(), "appliance")
-	gosupermin(t, bin, nil, "--build", "-f", "ext2", sds[0], "-o", out)
+	prefix := asUser(t)
+	dir := userTempDir(t)
+	bin := filepath.Join(dir, "gosupermin")
+	copyFile(t, buildGosupermin(t), bin, 0o755)
+	sd := filepath.Join(dir, "supermin.d")
+	if out, err := exec.Command("cp", "-r", sds[0], sd).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v %s", err, out)
+	}
+	secret := filepath.Join(dir, "secret")
+	if err := os.WriteFile(secret, []byte("root only"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if os.Geteuid() == 0 {
+		os.Chown(secret, 0, 0)
+	}
+	if err := os.WriteFile(filepath.Join(sd, "zz-hostfiles"), []byte(secret+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Every package file this user cannot read, as the kernel decides.
+	unreadable := []string{secret}
+	const rules = "/usr/share/polkit-1/rules.d/systemd-networkd.rules" // of systemd, in the closure
+	if fi, err := os.Stat(filepath.Dir(rules)); err == nil && fi.Mode().Perm()&0o001 == 0 && fi.Sys().(*syscall.Stat_t).Uid != uint32(os.Geteuid()) {
+		unreadable = append(unreadable, rules)
+	}
+	for _, format := range []string{"chroot", "cpio", "ext2"} {
+		out := filepath.Join(dir, format)
+		cmd := exec.Command(prefix[0], append(prefix[1:], bin, "--build", "-f", format, sd, "-o", out)...)
+		o, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s build as an unprivileged user: %v\n%s", format, err, o)
+		}
+		if !strings.Contains(string(o), "not readable by this user and left out of the appliance") {
+			t.Errorf("%s: no warning about unreadable files:\n%s", format, o)
+		}
+		for _, p := range unreadable {
+			if !strings.Contains(string(o), p) {
+				t.Errorf("%s: the warning does not name %s:\n%s", format, p, o)
+			}
+		}
+	}
+	out := filepath.Join(dir, "ext2")
 	if err := os.WriteFile(filepath.Join(out, "README.fixed"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(tool, "-t", "600")
-	cmd.Env = append(os.Environ(), "LIBGUESTFS_BACKEND=direct", "LIBGUESTFS_PATH="+out, "LIBGUESTFS_CACHEDIR="+t.TempDir())
-	if accel() == "tcg" {
-		cmd.Env = append(cmd.Env, "LIBGUESTFS_BACKEND_SETTINGS=force_tcg")
+	cache := filepath.Join(dir, "cache")
+	if err := os.Mkdir(cache, 0o755); err != nil || os.Chmod(cache, 0o777) != nil {
+		t.Fatal(err)
 	}
+	env := []string{"LIBGUESTFS_BACKEND=direct", "LIBGUESTFS_PATH=" + out, "LIBGUESTFS_CACHEDIR=" + cache, "TMPDIR=" + dir}
+	if accel() == "tcg" {
+		env = append(env, "LIBGUESTFS_BACKEND_SETTINGS=force_tcg")
+	}
+	args := append(append(prefix[1:], "env"), env...)
+	cmd := exec.Command(prefix[0], append(args, tool, "-t", "600")...)
 	start := time.Now()
 	o, err := cmd.CombinedOutput()
 	if err != nil || !strings.Contains(string(o), "===== TEST FINISHED OK =====") {
-		t.Fatalf("libguestfs-test-tool: %v\n%s", err, o)
+		t.Fatalf("libguestfs-test-tool as an unprivileged user: %v\n%s", err, o)
 	}
 	if !strings.Contains(string(o), "gosupermin init: mounted") {
 		t.Errorf("libguestfs did not boot our init:\n%s", o)
 	}
-	t.Logf("libguestfs-test-tool with the gosupermin fixed appliance: %.1f s", time.Since(start).Seconds())
+	t.Logf("libguestfs-test-tool, unprivileged, with the gosupermin fixed appliance: %.1f s", time.Since(start).Seconds())
+}
+
+// asUser is the command prefix that runs a program as an unprivileged
+// user: "env" when the test already runs as one, else runuser or setpriv
+// to nobody.
+func asUser(t testing.TB) []string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		return []string{"env"}
+	}
+	if p, err := exec.LookPath("runuser"); err == nil {
+		return []string{p, "-u", "nobody", "--"}
+	}
+	if p, err := exec.LookPath("setpriv"); err == nil {
+		return []string{p, "--reuid=65534", "--regid=65534", "--clear-groups"}
+	}
+	bootSkip(t, "running as root without runuser or setpriv (util-linux) to drop privileges")
+	return nil
+}
+
+// userTempDir is a temporary directory an unprivileged user may use.
+func userTempDir(t testing.TB) string {
+	t.Helper()
+	dir := t.TempDir()
+	for d := dir; d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
+		if err := os.Chmod(d, 0o777|os.ModeSticky); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func copyFile(t testing.TB, from, to string, mode os.FileMode) {
+	t.Helper()
+	data, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, data, mode); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // TestBuildExt2TooSmall: an image too small for the appliance is a clear

@@ -96,14 +96,16 @@ func (b *build) initrdParts(k *kernel.Kernel, format string) (initrd.Options, er
 // addModuleTree adds the kernel's whole module directory to the appliance
 // at /lib/modules/RELEASE, as supermin does for ext2.
 func (b *build) addModuleTree(k *kernel.Kernel) error {
-	rel, err := filepath.Rel(b.root, k.ModDir)
-	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
-		return fmt.Errorf("module directory %s is outside the root %s", k.ModDir, b.root)
-	}
-	srcBase := path.Clean("/" + filepath.ToSlash(rel))
+	// The module directory is read as a tree of its own: it may be
+	// outside the root (SUPERMIN_MODULES names a host directory), and its
+	// paths land under the appliance's own /lib/modules.
+	mt := newTree(k.ModDir, b.manifest, b.epoch)
 	dstBase := path.Join("/lib/modules", k.Version)
 	n := 0
-	err = filepath.WalkDir(k.ModDir, func(p string, d fs.DirEntry, err error) error {
+	err := filepath.WalkDir(k.ModDir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil && p != k.ModDir && d != nil && d.IsDir() && mt.skipUnreadable(p, err) {
+			return nil // a directory this user cannot list: its entry is in, not its contents
+		}
 		if err != nil {
 			return err
 		}
@@ -111,17 +113,22 @@ func (b *build) addModuleTree(k *kernel.Kernel) error {
 		if err != nil {
 			return err
 		}
-		r = filepath.ToSlash(r)
-		if err := b.add(b.tree, path.Join(dstBase, r), path.Join(srcBase, r)); err != nil {
+		src := path.Clean("/" + filepath.ToSlash(r))
+		dst, err := b.tree.Canon(path.Join(dstBase, src))
+		if err != nil {
 			return err
+		}
+		if _, err := mt.Add(dst, src); err != nil {
+			return fmt.Errorf("%s: %w", p, err)
 		}
 		n++
 		return nil
 	})
+	b.tree.unreadable = append(b.tree.unreadable, mt.unreadable...)
 	if err != nil {
 		return fmt.Errorf("kernel modules: %w", err)
 	}
-	b.tree.LinkHardlinks()
+	mt.LinkHardlinks()
 	b.tree.AddParents()
 	b.clampTimes(b.manifest)
 	b.logf(1, "%d paths of %s added", n, k.ModDir)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -45,6 +44,7 @@ type build struct {
 	manifest *appliance.Manifest
 	tree     *tree // host files into manifest, canonicalised
 	epoch    time.Time
+	reported int // unreadable files already reported
 }
 
 // Build resolves the inputs' roots against the database under Root,
@@ -161,16 +161,11 @@ func (b *build) gather(ctx context.Context, in *Inputs) error {
 	}
 	b.logf(1, "%d package files, %d after excludefiles", nfiles+nexcl, nfiles)
 	for _, pat := range in.HostFiles {
-		matches, err := filepath.Glob(filepath.Join(b.root, pat))
+		matches, err := t.glob(pat)
 		if err != nil {
 			return fmt.Errorf("hostfiles pattern %q: %w", pat, err)
 		}
-		for _, h := range matches {
-			rel, err := filepath.Rel(b.root, h)
-			if err != nil || strings.HasPrefix(rel, "..") {
-				continue
-			}
-			p := path.Clean("/" + filepath.ToSlash(rel))
+		for _, p := range matches {
 			if err := b.add(t, p, p); err != nil {
 				return err
 			}
@@ -244,6 +239,33 @@ func (b *build) add(t *tree, dst, src string) error {
 	return nil
 }
 
+// reportUnreadable tells, once, which files this user could not read and
+// so left out: a count and the first few, every one with -v.
+func (b *build) reportUnreadable() {
+	t := b.tree
+	if t == nil || len(t.unreadable) == b.reported {
+		return
+	}
+	paths := t.unreadable[b.reported:]
+	b.reported = len(t.unreadable)
+	sort.Strings(paths)
+	const show = 3
+	list := strings.Join(paths[:min(show, len(paths))], ", ")
+	if len(paths) > show {
+		list += fmt.Sprintf(" and %d more (-v lists them all)", len(paths)-show)
+	}
+	files := "files are"
+	if len(paths) == 1 {
+		files = "file is"
+	}
+	b.warnf("%d %s not readable by this user and left out of the appliance (building as root includes them): %s", len(paths), files, list)
+	if len(paths) > show {
+		for _, p := range paths {
+			b.logf(1, "  not readable, left out: %s", p)
+		}
+	}
+}
+
 func excluded(patterns []string, p string) bool {
 	for _, pat := range patterns {
 		if fnmatch(pat, p) {
@@ -254,6 +276,7 @@ func excluded(patterns []string, p string) bool {
 }
 
 func writeChroot(ctx context.Context, b *build, tmp string) error {
+	b.reportUnreadable()
 	return chroot.Write(ctx, tmp, b.manifest.Entries(), chroot.Options{
 		Owners: os.Geteuid() == 0,
 		Warn:   func(s string) { b.warnf("%s", s) },

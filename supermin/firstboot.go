@@ -49,6 +49,12 @@ func (b *build) addFirstboot() error {
 	dpkgVersion := ""
 	for _, p := range bootstrapOrder(family, b.closure.Packages) {
 		s, err := b.db.Scripts(p)
+		var pe *fs.PathError
+		if err != nil && errors.As(err, &pe) && b.tree.skipUnreadable(pe.Path, err) {
+			// The package's scripts stay out, as unreadable package files
+			// do: running some of them without the others is no install.
+			s, err = &backends.Scripts{}, nil
+		}
 		if err != nil {
 			return err
 		}
@@ -203,8 +209,9 @@ func (b *build) debconfFiles(name, arch string) ([]firstboot.Extra, error) {
 	var out []firstboot.Extra
 	for _, x := range []firstboot.Extra{{Suffix: "config", Mode: 0o755}, {Suffix: "templates", Mode: 0o644}} {
 		for _, base := range []string{name + ":" + arch, name} {
-			data, err := os.ReadFile(filepath.Join(b.root, "var/lib/dpkg/info", base+"."+x.Suffix))
-			if errors.Is(err, fs.ErrNotExist) {
+			file := filepath.Join(b.root, "var/lib/dpkg/info", base+"."+x.Suffix)
+			data, err := os.ReadFile(file)
+			if errors.Is(err, fs.ErrNotExist) || err != nil && b.tree.skipUnreadable(file, err) {
 				continue
 			}
 			if err != nil {

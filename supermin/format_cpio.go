@@ -36,6 +36,7 @@ func writeCPIO(ctx context.Context, b *build, tmp string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	b.reportUnreadable()
 	err = writeFile(filepath.Join(tmp, "initrd"), func(f *os.File) error {
 		w, err := compressor(f, b.Compress)
 		if err != nil {

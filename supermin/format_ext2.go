@@ -41,6 +41,7 @@ func writeExt2(ctx context.Context, b *build, tmp string) error {
 	if err := b.addModuleTree(k); err != nil {
 		return err
 	}
+	b.reportUnreadable()
 	if err := ctx.Err(); err != nil {
 		return err
 	}

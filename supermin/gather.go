@@ -8,8 +8,11 @@ import (
 	"path"
 	"path/filepath"
 	"sort"
+	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/gosupermin/gosupermin/appliance"
 )
@@ -24,12 +27,33 @@ type tree struct {
 	canon map[string]string // directory -> canonical directory
 	inode map[string]fileID // regular files with several links
 	epoch time.Time         // time of directories we make up
+	// checkRead is set when the build runs as a user who may not read
+	// every file (not root): unreadable files are left out, not fatal.
+	checkRead  bool
+	unreadable []string // host paths left out because this user cannot read them
 }
 
 type fileID struct{ dev, ino uint64 }
 
 func newTree(root string, m *appliance.Manifest, epoch time.Time) *tree {
-	return &tree{root: root, m: m, canon: map[string]string{"/": "/"}, inode: map[string]fileID{}, epoch: epoch}
+	return &tree{root: root, m: m, canon: map[string]string{"/": "/"}, inode: map[string]fileID{}, epoch: epoch,
+		checkRead: os.Geteuid() != 0}
+}
+
+// skipUnreadable records host path p as left out when err says this user
+// may not read it. Root reads everything, so for root every error stays one.
+func (t *tree) skipUnreadable(p string, err error) bool {
+	if !t.checkRead || !errors.Is(err, fs.ErrPermission) {
+		return false
+	}
+	t.unreadable = append(t.unreadable, p)
+	return true
+}
+
+// readable says whether this user may read the file at host path p, as
+// the kernel decides it (mode bits, ACLs, supplementary groups).
+func (t *tree) readable(p string) bool {
+	return !t.checkRead || unix.Faccessat(unix.AT_FDCWD, p, unix.R_OK, unix.AT_EACCESS) == nil
 }
 
 func (t *tree) host(p string) string { return filepath.Join(t.root, filepath.FromSlash(p)) }
@@ -102,8 +126,15 @@ func (t *tree) Add(dst, src string) (bool, error) {
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
 		return false, nil
 	}
+	if t.skipUnreadable(t.host(src), err) {
+		return false, nil // a parent directory this user cannot search
+	}
 	if err != nil {
 		return false, err
+	}
+	if fi.Mode().IsRegular() && !t.readable(t.host(src)) {
+		t.skipUnreadable(t.host(src), fs.ErrPermission)
+		return false, nil
 	}
 	if err := t.addEntry(dst, src, fi); err != nil {
 		return false, err
@@ -173,6 +204,45 @@ func (t *tree) addEntry(p, src string, fi fs.FileInfo) error {
 		return nil
 	}
 	return t.m.Put(e)
+}
+
+// hasMeta says whether a hostfiles line is a pattern rather than a path.
+func hasMeta(pat string) bool { return strings.ContainsAny(pat, `*?[\\`) }
+
+// glob expands a hostfiles pattern in the tree as filepath.Glob does (one
+// component at a time, path.Match's syntax, names sorted), giving paths
+// of the tree. A directory it cannot list because this user may not read
+// it is reported rather than silently matching nothing.
+func (t *tree) glob(pat string) ([]string, error) {
+	pat = path.Clean("/" + pat)
+	if !hasMeta(pat) {
+		return []string{pat}, nil
+	}
+	dir, file := path.Split(pat)
+	if _, err := path.Match(file, ""); err != nil {
+		return nil, err
+	}
+	dirs := []string{path.Clean(dir)}
+	if hasMeta(dir) {
+		var err error
+		if dirs, err = t.glob(path.Clean(dir)); err != nil {
+			return nil, err
+		}
+	}
+	var out []string
+	for _, d := range dirs {
+		ents, err := os.ReadDir(t.host(d))
+		if err != nil {
+			t.skipUnreadable(t.host(d), err) // else missing or not a directory: no match
+			continue
+		}
+		for _, e := range ents {
+			if ok, _ := path.Match(file, e.Name()); ok {
+				out = append(out, path.Join(d, e.Name()))
+			}
+		}
+	}
+	return out, nil
 }
 
 func major(dev uint64) uint32 { return uint32((dev>>8)&0xfff | (dev>>32)&^0xfff) }

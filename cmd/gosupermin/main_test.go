@@ -54,7 +54,13 @@ type result struct {
 
 func gosupermin(t *testing.T, args ...string) result {
 	t.Helper()
-	cmd := exec.Command(bin, args...)
+	return runCmd(t, append([]string{bin}, args...)...)
+}
+
+// runCmd runs argv and collects its exit status and output.
+func runCmd(t *testing.T, argv ...string) result {
+	t.Helper()
+	cmd := exec.Command(argv[0], argv[1:]...)
 	var so, se bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &so, &se
 	err := cmd.Run()
