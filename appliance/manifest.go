@@ -1,12 +1,16 @@
 // Package appliance holds the manifest, the one intermediate form between
 // the package files gathered for an appliance and the writers of each format.
 //
-// Entries are kept by absolute path; Entries returns them sorted, so every
-// parent precedes its children and every hard link follows its target.
+// A manifest is built with Put, then sealed: Seal checks what every writer
+// relies on and freezes it, and writers (the Writer interface) only read a
+// sealed manifest. Entries are kept by absolute path; Entries returns them
+// sorted, so every parent precedes its children and every hard link
+// follows its target.
 package appliance
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -15,6 +19,12 @@ import (
 	"strings"
 	"time"
 )
+
+// ErrSealed is returned when a sealed manifest is asked to change.
+var ErrSealed = errors.New("appliance: the manifest is sealed")
+
+// ErrNotSealed is returned by writers given a manifest that is not sealed.
+var ErrNotSealed = errors.New("appliance: the manifest is not sealed (call Seal first)")
 
 // Kind is the type of a manifest entry.
 type Kind uint8
@@ -55,6 +65,25 @@ type Bytes []byte
 
 func (b Bytes) Open() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
 
+// SparseSource is a Source whose data has holes. Writers that can keep
+// holes (chroot, ext2) ask for the extents of entries marked Sparse;
+// bytes outside the extents read as zeros.
+type SparseSource interface {
+	Source
+	// Extents returns the regions that hold data, sorted and disjoint.
+	Extents() ([]Extent, error)
+}
+
+// Extent is a region of a file's data.
+type Extent struct{ Off, Len int64 }
+
+// Xattr is one extended attribute, by its full name
+// ("security.capability", "system.posix_acl_access", "user.x").
+type Xattr struct {
+	Name  string
+	Value []byte
+}
+
 // Entry is one path of the appliance.
 type Entry struct {
 	Path    string // absolute and clean: "/", "/usr/bin/bash"
@@ -69,11 +98,16 @@ type Entry struct {
 	Major, Minor uint32 // CharDev and BlockDev
 	Size         int64  // Regular
 	Data         Source // Regular; nil means empty
+	// Sparse says Data is a SparseSource with holes worth keeping.
+	Sparse bool
+	// Xattrs are the entry's extended attributes, sorted by name.
+	Xattrs []Xattr
 }
 
 // Manifest is a set of entries keyed by path.
 type Manifest struct {
 	entries map[string]*Entry
+	sorted  []*Entry // once sealed
 }
 
 // New returns an empty manifest.
@@ -106,6 +140,9 @@ func CleanPath(p string) (string, error) {
 // overrides an earlier one. Replacing a directory that has children with
 // something else is refused, as tar refuses it.
 func (m *Manifest) Put(e Entry) error {
+	if m.sorted != nil {
+		return ErrSealed
+	}
 	p, err := CleanPath(e.Path)
 	if err != nil {
 		return err
@@ -125,6 +162,16 @@ func (m *Manifest) Put(e Entry) error {
 	if old, ok := m.entries[p]; ok && old.Kind == Dir && e.Kind != Dir && m.hasChildren(p) {
 		return fmt.Errorf("%s: cannot replace a non-empty directory with a %s", p, e.Kind)
 	}
+	if e.Sparse {
+		if _, ok := e.Data.(SparseSource); !ok {
+			return fmt.Errorf("%s: marked sparse, but its data has no extents", p)
+		}
+	}
+	for i := 1; i < len(e.Xattrs); i++ {
+		if e.Xattrs[i-1].Name >= e.Xattrs[i].Name {
+			return fmt.Errorf("%s: extended attributes not sorted by name, or %q twice", p, e.Xattrs[i].Name)
+		}
+	}
 	e.Mode &= 07777
 	m.entries[p] = &e
 	return nil
@@ -141,11 +188,37 @@ func (m *Manifest) hasChildren(dir string) bool {
 }
 
 // Remove deletes the entry at p (not its children).
-func (m *Manifest) Remove(p string) { delete(m.entries, p) }
+func (m *Manifest) Remove(p string) error {
+	if m.sorted != nil {
+		return ErrSealed
+	}
+	delete(m.entries, p)
+	return nil
+}
+
+// Seal checks the manifest (Check) and freezes it: it is finished, and
+// writers may read it from several goroutines.
+func (m *Manifest) Seal() error {
+	if m.sorted != nil {
+		return nil
+	}
+	if err := m.Check(); err != nil {
+		return err
+	}
+	m.sorted = m.Entries()
+	return nil
+}
+
+// Sealed says whether Seal has frozen the manifest.
+func (m *Manifest) Sealed() bool { return m.sorted != nil }
 
 // Entries returns the entries sorted by path. A parent's path is a prefix
-// of its children's, so it always sorts first.
+// of its children's, so it always sorts first. A sealed manifest's
+// entries must not be changed.
 func (m *Manifest) Entries() []*Entry {
+	if m.sorted != nil {
+		return m.sorted
+	}
 	out := make([]*Entry, 0, len(m.entries))
 	for _, e := range m.entries {
 		out = append(out, e)
@@ -156,7 +229,10 @@ func (m *Manifest) Entries() []*Entry {
 
 // AddParents adds every missing ancestor directory of every entry, with the
 // metadata dir returns for it.
-func (m *Manifest) AddParents(dir func(p string) Entry) {
+func (m *Manifest) AddParents(dir func(p string) Entry) error {
+	if m.sorted != nil {
+		return ErrSealed
+	}
 	var missing []string
 	seen := map[string]bool{}
 	for p := range m.entries {
@@ -176,6 +252,7 @@ func (m *Manifest) AddParents(dir func(p string) Entry) {
 		e.Path, e.Kind = d, Dir
 		m.entries[d] = &e
 	}
+	return nil
 }
 
 // Check verifies what every writer relies on: each entry's parent is a
@@ -210,12 +287,16 @@ func (m *Manifest) Check() error {
 // ClampTimes sets every time later than max to max, as reproducible
 // builds clamp to SOURCE_DATE_EPOCH: directories such as /tmp change their
 // mtime whenever anything on the host writes there.
-func (m *Manifest) ClampTimes(max time.Time) {
+func (m *Manifest) ClampTimes(max time.Time) error {
+	if m.sorted != nil {
+		return ErrSealed
+	}
 	for _, e := range m.entries {
 		if e.ModTime.After(max) {
 			e.ModTime = max
 		}
 	}
+	return nil
 }
 
 // Stats counts entries by kind and the bytes of regular files.

@@ -277,8 +277,11 @@ func excluded(patterns []string, p string) bool {
 
 func writeChroot(ctx context.Context, b *build, tmp string) error {
 	b.reportUnreadable()
-	return chroot.Write(ctx, tmp, b.manifest.Entries(), chroot.Options{
+	if err := b.manifest.Seal(); err != nil {
+		return err
+	}
+	return chroot.NewWriter(tmp, chroot.Options{
 		Owners: os.Geteuid() == 0,
 		Warn:   func(s string) { b.warnf("%s", s) },
-	})
+	}).WriteManifest(ctx, b.manifest)
 }

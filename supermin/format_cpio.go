@@ -37,12 +37,15 @@ func writeCPIO(ctx context.Context, b *build, tmp string) error {
 		return err
 	}
 	b.reportUnreadable()
+	if err := b.manifest.Seal(); err != nil {
+		return err
+	}
 	err = writeFile(filepath.Join(tmp, "initrd"), func(f *os.File) error {
 		w, err := compressor(f, b.Compress)
 		if err != nil {
 			return err
 		}
-		if err := cpio.WriteAll(w, b.manifest.Entries()); err != nil {
+		if err := cpio.NewWriter(w).WriteManifest(ctx, b.manifest); err != nil {
 			w.Close()
 			return err
 		}

@@ -51,6 +51,9 @@ func writeExt2(ctx context.Context, b *build, tmp string) error {
 	if size <= 0 {
 		size = defaultSize
 	}
+	if err := b.manifest.Seal(); err != nil {
+		return err
+	}
 	entries := b.manifest.Entries()
 	uuid, err := b.rootUUID(k, entries, size)
 	if err != nil {
@@ -61,7 +64,7 @@ func writeExt2(ctx context.Context, b *build, tmp string) error {
 	if err != nil {
 		return err
 	}
-	err = ext2.Write(f, entries, ext2.Options{Size: size, UUID: uuid, Time: b.epoch})
+	err = ext2.NewWriter(f, ext2.Options{Size: size, UUID: uuid, Time: b.epoch}).WriteManifest(ctx, b.manifest)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -80,8 +83,11 @@ func writeExt2(ctx context.Context, b *build, tmp string) error {
 	if err := initrd.Add(m, parts); err != nil {
 		return err
 	}
+	if err := m.Seal(); err != nil {
+		return err
+	}
 	if err := writeFile(filepath.Join(tmp, "initrd"), func(w *os.File) error {
-		return cpio.WriteAll(w, m.Entries())
+		return cpio.NewWriter(w).WriteManifest(ctx, m)
 	}); err != nil {
 		return fmt.Errorf("initrd: %w", err)
 	}

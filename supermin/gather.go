@@ -273,8 +273,8 @@ func (t *tree) LinkHardlinks() {
 
 // AddParents gives every entry its ancestors, with the host's metadata
 // where the directory exists there.
-func (t *tree) AddParents() {
-	t.m.AddParents(func(p string) appliance.Entry {
+func (t *tree) AddParents() error {
+	return t.m.AddParents(func(p string) appliance.Entry {
 		if fi, err := os.Lstat(t.host(p)); err == nil && fi.IsDir() {
 			st := fi.Sys().(*syscall.Stat_t)
 			return appliance.Entry{Mode: uint32(st.Mode) & 07777, UID: st.Uid, GID: st.Gid, ModTime: time.Unix(st.Mtim.Sec, st.Mtim.Nsec)}

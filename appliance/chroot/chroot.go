@@ -17,7 +17,7 @@ import (
 	"github.com/gosupermin/gosupermin/appliance"
 )
 
-// Options for Write.
+// Options for NewWriter.
 type Options struct {
 	// Owners sets each entry's owner; only root may.
 	Owners bool
@@ -26,11 +26,29 @@ type Options struct {
 	Warn func(string)
 }
 
-// Write creates entries under dir, an existing empty directory that stands
-// for "/". Entries must be sorted (Manifest.Entries) and checked
-// (Manifest.Check): the writer relies on parents existing as directories,
-// and opens nothing through a symlink.
-func Write(ctx context.Context, dir string, entries []*appliance.Entry, opt Options) error {
+// Writer creates a manifest's entries under a directory.
+type Writer struct {
+	dir string
+	opt Options
+}
+
+var _ appliance.Writer = (*Writer)(nil)
+
+// NewWriter returns a writer into dir, an existing empty directory that
+// stands for "/".
+func NewWriter(dir string, opt Options) *Writer { return &Writer{dir: dir, opt: opt} }
+
+// WriteManifest creates the entries of m, a sealed manifest: its checks
+// let the writer rely on parents existing as directories, so nothing is
+// opened through a symlink.
+func (w *Writer) WriteManifest(ctx context.Context, m *appliance.Manifest) error {
+	if !m.Sealed() {
+		return appliance.ErrNotSealed
+	}
+	return write(ctx, w.dir, m.Entries(), w.opt)
+}
+
+func write(ctx context.Context, dir string, entries []*appliance.Entry, opt Options) error {
 	if opt.Warn == nil {
 		opt.Warn = func(string) {}
 	}

@@ -12,6 +12,7 @@ package cpio
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -279,12 +280,22 @@ func mtime(t time.Time) int64 {
 	return t.Unix()
 }
 
-// WriteAll writes entries (sorted as appliance.Manifest.Entries returns
-// them) and the trailer to out.
-func WriteAll(out io.Writer, entries []*appliance.Entry) error {
-	w := NewWriter(out)
+var _ appliance.Writer = (*Writer)(nil)
+
+// WriteManifest writes every entry of the sealed manifest m with its data,
+// then the trailer (Close).
+func (w *Writer) WriteManifest(ctx context.Context, m *appliance.Manifest) error {
+	if !m.Sealed() {
+		return appliance.ErrNotSealed
+	}
+	entries := m.Entries()
 	w.CountLinks(entries)
-	for _, e := range entries {
+	for i, e := range entries {
+		if i%256 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
 		if err := w.WriteEntry(e); err != nil {
 			return err
 		}

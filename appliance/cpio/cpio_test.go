@@ -2,6 +2,7 @@ package cpio_test
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"os"
 	"os/exec"
@@ -18,7 +19,7 @@ import (
 
 var when = time.Unix(1700000000, 0)
 
-func sample(t *testing.T) []*appliance.Entry {
+func sample(t *testing.T) *appliance.Manifest {
 	t.Helper()
 	m := appliance.New()
 	for _, e := range []appliance.Entry{
@@ -43,18 +44,33 @@ func sample(t *testing.T) []*appliance.Entry {
 			t.Fatal(err)
 		}
 	}
-	m.AddParents(func(string) appliance.Entry { return appliance.Entry{Mode: 0o755, ModTime: when} })
-	if err := m.Check(); err != nil {
+	if err := m.AddParents(func(string) appliance.Entry { return appliance.Entry{Mode: 0o755, ModTime: when} }); err != nil {
 		t.Fatal(err)
 	}
-	return m.Entries()
+	if err := m.Seal(); err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
 
-func write(t *testing.T, entries []*appliance.Entry) string {
+// writeAll writes entries one by one, without the checks a sealed
+// manifest has passed, as a manifest's would be.
+func writeAll(out io.Writer, entries []*appliance.Entry) error {
+	w := cpio.NewWriter(out)
+	w.CountLinks(entries)
+	for _, e := range entries {
+		if err := w.WriteEntry(e); err != nil {
+			return err
+		}
+	}
+	return w.Close()
+}
+
+func write(t *testing.T, m *appliance.Manifest) string {
 	t.Helper()
 	f := filepath.Join(t.TempDir(), "x.cpio")
 	var buf bytes.Buffer
-	if err := cpio.WriteAll(&buf, entries); err != nil {
+	if err := cpio.NewWriter(&buf).WriteManifest(context.Background(), m); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(f, buf.Bytes(), 0o644); err != nil {
@@ -184,9 +200,10 @@ func TestExtract(t *testing.T) {
 
 // TestRoundTrip reads the archive back with Reader.
 func TestRoundTrip(t *testing.T) {
-	entries := sample(t)
+	m := sample(t)
+	entries := m.Entries()
 	var buf bytes.Buffer
-	if err := cpio.WriteAll(&buf, entries); err != nil {
+	if err := cpio.NewWriter(&buf).WriteManifest(context.Background(), m); err != nil {
 		t.Fatal(err)
 	}
 	if buf.Len()%4 != 0 {
@@ -234,10 +251,10 @@ func TestRoundTrip(t *testing.T) {
 
 func TestReproducible(t *testing.T) {
 	var a, b bytes.Buffer
-	if err := cpio.WriteAll(&a, sample(t)); err != nil {
+	if err := cpio.NewWriter(&a).WriteManifest(context.Background(), sample(t)); err != nil {
 		t.Fatal(err)
 	}
-	if err := cpio.WriteAll(&b, sample(t)); err != nil {
+	if err := cpio.NewWriter(&b).WriteManifest(context.Background(), sample(t)); err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(a.Bytes(), b.Bytes()) {
@@ -258,7 +275,7 @@ func TestErrors(t *testing.T) {
 		{"missing host file", []*appliance.Entry{{Path: "/f", Kind: appliance.Regular, Size: 1, Data: appliance.HostFile("/nonexistent/x")}}, "no such file"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := cpio.WriteAll(io.Discard, tc.entries)
+			err := writeAll(io.Discard, tc.entries)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("error %v, want one containing %q", err, tc.want)
 			}
@@ -298,7 +315,7 @@ func TestLongData(t *testing.T) {
 
 func FuzzReader(f *testing.F) {
 	var buf bytes.Buffer
-	_ = cpio.WriteAll(&buf, []*appliance.Entry{
+	_ = writeAll(&buf, []*appliance.Entry{
 		{Path: "/", Kind: appliance.Dir, Mode: 0o755},
 		{Path: "/a", Kind: appliance.Regular, Mode: 0o644, Size: 3, Data: appliance.Bytes("abc")},
 	})

@@ -171,9 +171,14 @@ func (w *writer) writeData() error {
 			}
 		}
 	}
-	for _, n := range w.nodes {
+	for i, n := range w.nodes {
 		if n == nil {
 			continue
+		}
+		if i%256 == 0 {
+			if err := w.ctx.Err(); err != nil {
+				return err
+			}
 		}
 		var err error
 		switch {

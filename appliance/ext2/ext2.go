@@ -3,6 +3,7 @@
 package ext2
 
 import (
+	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -12,7 +13,7 @@ import (
 	"github.com/gosupermin/gosupermin/appliance"
 )
 
-// Options for Write.
+// Options for NewWriter.
 type Options struct {
 	Size  int64     // image size in bytes (the file is truncated to it, sparse)
 	UUID  [16]byte  // filesystem UUID (caller derives it from content for reproducibility)
@@ -47,10 +48,31 @@ func UUIDFor(seed []byte) [16]byte {
 	return u
 }
 
-// Write streams entries (sorted as Manifest.Entries returns them) into f,
-// which must be empty. Nothing large is written before the whole tree is
-// known to fit; on ErrNoSpace f is left empty.
-func Write(f *os.File, entries []*appliance.Entry, opt Options) error {
+// Writer writes a manifest as an ext2 image into a file.
+type Writer struct {
+	f   *os.File
+	opt Options
+}
+
+var _ appliance.Writer = (*Writer)(nil)
+
+// NewWriter returns a writer into f, which must be empty.
+func NewWriter(f *os.File, opt Options) *Writer { return &Writer{f: f, opt: opt} }
+
+// WriteManifest streams the sealed manifest m into the file. Nothing large
+// is written before the whole tree is known to fit; on ErrNoSpace the file
+// is left empty.
+func (w *Writer) WriteManifest(ctx context.Context, m *appliance.Manifest) error {
+	if !m.Sealed() {
+		return appliance.ErrNotSealed
+	}
+	return write(ctx, w.f, m.Entries(), w.opt)
+}
+
+// write streams entries (sorted as Manifest.Entries returns them) into f.
+// It checks again what a sealed manifest promises, since a bad image
+// would only show at boot.
+func write(ctx context.Context, f *os.File, entries []*appliance.Entry, opt Options) error {
 	fi, err := f.Stat()
 	if err != nil {
 		return fmt.Errorf("ext2: %w", err)
@@ -69,7 +91,7 @@ func Write(f *os.File, entries []*appliance.Entry, opt Options) error {
 		// deterministic choice.
 		opt.Time = time.Unix(0, 0)
 	}
-	w := &writer{f: f, opt: opt}
+	w := &writer{f: f, opt: opt, ctx: ctx}
 	if err := w.build(entries); err != nil {
 		return err
 	}

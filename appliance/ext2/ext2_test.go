@@ -2,6 +2,7 @@ package ext2
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -78,7 +79,7 @@ func writeImage(t testing.TB, entries []*appliance.Entry, opt Options) string {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	if err := Write(f, entries, opt); err != nil {
+	if err := write(context.Background(), f, entries, opt); err != nil {
 		t.Fatal(err)
 	}
 	return img
@@ -397,7 +398,7 @@ func TestNoSpace(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer f.Close()
-			err = Write(f, c.entries, Options{Size: c.size, Time: testTime})
+			err = write(context.Background(), f, c.entries, Options{Size: c.size, Time: testTime})
 			if !errors.Is(err, ErrNoSpace) {
 				t.Fatalf("Write = %v, want ErrNoSpace", err)
 			}
@@ -418,7 +419,7 @@ func TestNoSpace(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer f2.Close()
-			if err := Write(f2, c.entries, Options{Size: need << 20, Time: testTime}); err != nil {
+			if err := write(context.Background(), f2, c.entries, Options{Size: need << 20, Time: testTime}); err != nil {
 				t.Fatalf("with the %d MiB the error asked for: %v", need, err)
 			}
 		})
@@ -477,7 +478,7 @@ func TestWriteErrors(t *testing.T) {
 			if c.opt.Size == 0 {
 				c.opt.Size = 16 << 20
 			}
-			err = Write(f, c.entries, c.opt)
+			err = write(context.Background(), f, c.entries, c.opt)
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("Write = %v, want an error with %q", err, c.want)
 			}
@@ -491,7 +492,7 @@ func TestWriteErrors(t *testing.T) {
 		}
 		defer f.Close()
 		f.WriteString("x")
-		if err := Write(f, []*appliance.Entry{root}, Options{Size: 16 << 20}); err == nil || !strings.Contains(err.Error(), "not empty") {
+		if err := write(context.Background(), f, []*appliance.Entry{root}, Options{Size: 16 << 20}); err == nil || !strings.Contains(err.Error(), "not empty") {
 			t.Fatalf("Write = %v, want a not-empty error", err)
 		}
 	})
@@ -564,7 +565,7 @@ func BenchmarkWrite(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := Write(f, entries, opt); err != nil {
+		if err := write(context.Background(), f, entries, opt); err != nil {
 			b.Fatal(err)
 		}
 		f.Close()

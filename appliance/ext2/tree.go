@@ -1,6 +1,7 @@
 package ext2
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path"
@@ -59,10 +60,11 @@ type dirent struct {
 
 func (n *node) fastSymlink() bool { return n.kind == appliance.Symlink && n.size < 60 }
 
-// writer holds the state of one Write.
+// writer holds the state of one WriteManifest.
 type writer struct {
 	f      *os.File
 	opt    Options
+	ctx    context.Context
 	nodes  []*node // by inode number; nil for unused reserved inodes
 	byPath map[string]*node
 	lay    layout

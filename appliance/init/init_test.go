@@ -2,6 +2,7 @@ package initproc
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"os"
 	"path/filepath"
@@ -179,9 +180,12 @@ func TestSuperblockOfOurExt2(t *testing.T) {
 	}
 	defer f.Close()
 	m := appliance.New()
-	m.Put(appliance.Entry{Path: "/", Kind: appliance.Dir, Mode: 0o755})
+	if err := m.Put(appliance.Entry{Path: "/", Kind: appliance.Dir, Mode: 0o755}); err != nil || m.Seal() != nil {
+		t.Fatal(err)
+	}
 	uuid := ext2.UUIDFor([]byte("seed"))
-	if err := ext2.Write(f, m.Entries(), ext2.Options{Size: 8 << 20, UUID: uuid, Label: "gosupermin", Time: time.Unix(1e9, 0)}); err != nil {
+	w := ext2.NewWriter(f, ext2.Options{Size: 8 << 20, UUID: uuid, Label: "gosupermin", Time: time.Unix(1e9, 0)})
+	if err := w.WriteManifest(context.Background(), m); err != nil {
 		t.Fatal(err)
 	}
 	sb, err := readSuperblock(f)
