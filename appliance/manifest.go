@@ -23,6 +23,9 @@ import (
 // ErrSealed is returned when a sealed manifest is asked to change.
 var ErrSealed = errors.New("appliance: the manifest is sealed")
 
+// noOwner is (uid_t)-1.
+const noOwner = 1<<32 - 1
+
 // ErrNotSealed is returned by writers given a manifest that is not sealed.
 var ErrNotSealed = errors.New("appliance: the manifest is not sealed (call Seal first)")
 
@@ -150,6 +153,11 @@ func (m *Manifest) Put(e Entry) error {
 	e.Path = p
 	if e.Kind > Socket {
 		return fmt.Errorf("%s: unknown entry kind %d", p, e.Kind)
+	}
+	if e.UID == noOwner || e.GID == noOwner {
+		// chown(2) reads -1 as "leave as it is": such an owner would differ
+		// between formats.
+		return fmt.Errorf("%s: owner %d:%d: 4294967295 ((uid_t)-1) is not a valid owner", p, e.UID, e.GID)
 	}
 	if e.Kind == Hardlink {
 		if e.Link, err = CleanPath(e.Link); err != nil {
