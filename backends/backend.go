@@ -10,10 +10,31 @@ import (
 	"strings"
 )
 
+// Family is a package manager's family: it decides how relations resolve.
+type Family uint8
+
+const (
+	Dpkg   Family = iota + 1 // Debian and derivatives
+	RPM                      // Fedora, RHEL, openSUSE...
+	Pacman                   // Arch Linux
+)
+
+func (f Family) String() string {
+	switch f {
+	case Dpkg:
+		return "dpkg"
+	case RPM:
+		return "rpm"
+	case Pacman:
+		return "pacman"
+	}
+	return fmt.Sprintf("Family(%d)", uint8(f))
+}
+
 // DB is one package database read under a root directory.
 type DB interface {
-	// Family names the resolution semantics: "dpkg", "rpm" or "pacman".
-	Family() string
+	// Family names the resolution semantics.
+	Family() Family
 	// Packages returns every installed package, sorted by ID.
 	Packages() []*Package
 	// NativeArch is the architecture the database was installed for
@@ -23,8 +44,6 @@ type DB interface {
 	CompareVersions(a, b string) int
 	// Files lists what the package installed, as its database records it.
 	Files(p *Package) ([]File, error)
-	// Scripts returns the package's maintainer scripts and trigger interests.
-	Scripts(p *Package) (*Scripts, error)
 	// DBFiles are the database files whose change invalidates a build
 	// (--if-newer), as paths under the root.
 	DBFiles() []string
@@ -34,6 +53,35 @@ type DB interface {
 // (rpm's "Requires: /bin/sh").
 type FileOwners interface {
 	Owners(path string) []*Package
+}
+
+// Installer is implemented by databases whose packages have maintainer
+// scripts: it says how the family's package manager runs them when it
+// installs a set of packages afresh.
+type Installer interface {
+	// Scripts returns p's scripts as a fresh install runs them.
+	Scripts(p *Package) (*Scripts, error)
+	// Install describes the installation of pkgs, given in dependency
+	// order; active says whether the appliance activates a trigger (a
+	// file trigger is activated by a file under its path).
+	Install(pkgs []*Package, active func(trigger string) bool) (*Install, error)
+}
+
+// ApplianceDB is implemented by databases that the appliance's own
+// package tools and scripts read: which of their files a set of packages
+// needs in the appliance (dpkg's status, file lists, diversions).
+type ApplianceDB interface {
+	ApplianceFiles(pkgs []*Package) ([]DBFile, error)
+}
+
+// DBFile is a file or directory of the package database in the appliance.
+type DBFile struct {
+	Path string // in the appliance
+	Dir  bool
+	// Data is the content of a file made for the appliance (a status file
+	// with only the appliance's packages); when nil, the file at Path in
+	// the tree is copied as it is.
+	Data []byte
 }
 
 // Package is one installed package.
@@ -145,19 +193,57 @@ type Script struct {
 	// Name is the script's own name: "preinst", "%post", "post_install".
 	Name string
 	// Interpreter runs Body ("/bin/sh", "<lua>"); empty when Body is an
-	// executable file run directly (dpkg).
+	// executable file run directly (dpkg). A name in angle brackets is an
+	// interpreter that exists only inside the package manager.
 	Interpreter string
+	// Function, when set, names a shell function that the runner calls
+	// with Args after Interpreter has sourced Body (pacman's .install).
+	Function string
 	// Args are the arguments the package manager gives on a fresh install.
 	Args []string
+	// Env are variables the package manager sets for this script.
+	Env  [][2]string
 	Body []byte
 }
 
 // Scripts is what a package runs at install time.
 type Scripts struct {
 	List []Script
-	// TriggerInterests are the dpkg trigger names the package is
-	// interested in (its postinst runs with "triggered NAMES").
-	TriggerInterests []string
+	// Extra are files that must be saved beside the scripts, as
+	// NAME.SUFFIX (debconf loads a package's config script and templates
+	// from beside its postinst).
+	Extra []ExtraFile
+}
+
+// ExtraFile is a file saved beside a package's scripts.
+type ExtraFile struct {
+	Suffix string
+	Mode   uint32
+	Data   []byte
+}
+
+// Install is what is common to every script of one installation.
+type Install struct {
+	// Order is the packages in the order the package manager would
+	// install them (dpkg installs base-passwd first, as debootstrap does).
+	Order []*Package
+	// Env are variables set for every script.
+	Env [][2]string
+	// NoServices says that scripts must not start services while they
+	// run (Debian's invoke-rc.d asks /usr/sbin/policy-rc.d).
+	NoServices bool
+	// Triggers are the scripts run once after every package was
+	// installed: dpkg's "postinst triggered NAMES".
+	Triggers []Trigger
+}
+
+// Trigger is one run of a package's script for the triggers it is
+// interested in.
+type Trigger struct {
+	Package *Package
+	Script  string // the name of one of the package's Scripts
+	Args    []string
+	Env     [][2]string
 }
 
 // CorruptError reports a database record that cannot be parsed.

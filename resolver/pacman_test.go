@@ -3,10 +3,12 @@ package resolver
 import (
 	"strings"
 	"testing"
+
+	"github.com/gosupermin/gosupermin/backends"
 )
 
 func TestPacmanResolve(t *testing.T) {
-	db := &memDB{family: "pacman"}
+	db := &memDB{family: backends.Pacman}
 	db.pkg("app 1:1.5-2 any", []string{"lib >= 1:1.0", "virt >= 1.5", "sh", "mta", "gone >= 2"})
 	db.pkg("lib 1:1.5-2 x86_64", nil, "virt = 2.0")
 	db.pkg("unversioned 1-1 any", nil, "virt") // cannot satisfy virt>=1.5

@@ -33,6 +33,8 @@ type rules interface {
 	provideOK(p backends.Provide, dep backends.Dep) bool
 	// rank orders candidates: lower first (after those already chosen).
 	rank(from *backends.Package, cand *backends.Package) int
+	// root turns a root as the user wrote it into a relation.
+	root(name string) backends.Dep
 }
 
 type resolver struct {
@@ -70,14 +72,14 @@ func Resolve(db backends.DB, roots []string, warn Warn) (*Closure, error) {
 		warned:   map[string]bool{},
 	}
 	switch db.Family() {
-	case "dpkg":
+	case backends.Dpkg:
 		r.rules = dpkgRules{db}
-	case "rpm":
+	case backends.RPM:
 		r.rules = newRPMRules(db)
-	case "pacman":
+	case backends.Pacman:
 		r.rules = pacmanRules{db}
 	default:
-		return nil, fmt.Errorf("resolver: unknown package family %q", db.Family())
+		return nil, fmt.Errorf("resolver: unknown package family %v", db.Family())
 	}
 	r.owners, _ = db.(backends.FileOwners)
 	for _, p := range db.Packages() {
@@ -105,12 +107,7 @@ func Resolve(db backends.DB, roots []string, warn Warn) (*Closure, error) {
 }
 
 func (r *resolver) root(name string) *backends.Package {
-	dep := backends.Dep{Op: backends.Atom, Name: name}
-	if r.db.Family() == "dpkg" {
-		if i := strings.IndexByte(name, ':'); i > 0 {
-			dep.Name, dep.Arch = name[:i], name[i+1:]
-		}
-	}
+	dep := r.rules.root(name)
 	return r.pick(nil, dep, r.satisfiers(nil, dep, true))
 }
 

@@ -12,27 +12,24 @@ import (
 
 // memDB is an in-memory database of the rpm or pacman family.
 type memDB struct {
-	family string
+	family backends.Family
 	native string
 	pkgs   []*backends.Package
 	files  map[string][]*backends.Package
 }
 
-func (m *memDB) Family() string                { return m.family }
+func (m *memDB) Family() backends.Family       { return m.family }
 func (m *memDB) Packages() []*backends.Package { return m.pkgs }
 func (m *memDB) NativeArch() string            { return m.native }
 func (m *memDB) CompareVersions(a, b string) int {
-	if m.family == "pacman" {
+	if m.family == backends.Pacman {
 		return pacman.Vercmp(a, b)
 	}
 	return rpm.CompareEVR(a, b)
 }
 func (m *memDB) Files(*backends.Package) ([]backends.File, error) { return nil, nil }
-func (m *memDB) Scripts(*backends.Package) (*backends.Scripts, error) {
-	return &backends.Scripts{}, nil
-}
-func (m *memDB) DBFiles() []string                   { return nil }
-func (m *memDB) Owners(p string) []*backends.Package { return m.files[p] }
+func (m *memDB) DBFiles() []string                                { return nil }
+func (m *memDB) Owners(p string) []*backends.Package              { return m.files[p] }
 
 // pkg makes a package: "name version arch", relations as rpm strings
 // ("foo >= 1", "(a or b)") and provides as "name [= version]".
@@ -112,7 +109,7 @@ func TestRPMOverlap(t *testing.T) {
 }
 
 func TestRPMResolve(t *testing.T) {
-	db := &memDB{family: "rpm", native: "x86_64", files: map[string][]*backends.Package{}}
+	db := &memDB{family: backends.RPM, native: "x86_64", files: map[string][]*backends.Package{}}
 	db.pkg("app 1.0-1 noarch", []string{
 		"glibc", "libfoo >= 2:1", "virt >= 5", "/usr/bin/python3", "kernel-core",
 		"(tools or nothere)", "(plug if glibc)", "(never if nothere)", "(alt unless glibc else alt2)",

@@ -35,11 +35,30 @@ func (d dpkgRules) archOK(from *backends.Package, dep backends.Dep, cand *backen
 
 // provideOK: an unversioned Provides never satisfies a versioned relation.
 func (d dpkgRules) provideOK(p backends.Provide, dep backends.Dep) bool {
+	return exactProvideOK(d.db, p, dep)
+}
+
+// root: "libc6:amd64" names an architecture.
+func (dpkgRules) root(name string) backends.Dep {
+	dep := backends.Dep{Op: backends.Atom, Name: name}
+	if i := strings.IndexByte(name, ':'); i > 0 {
+		dep.Name, dep.Arch = name[:i], name[i+1:]
+	}
+	return dep
+}
+
+// exactProvideOK is dpkg's and pacman's rule: a versioned relation is
+// satisfied only by a provision of exactly one version ("= V") that
+// satisfies it; an unversioned provision satisfies unversioned relations.
+func exactProvideOK(db backends.DB, p backends.Provide, dep backends.Dep) bool {
 	if dep.Rel == "" {
 		return true
 	}
-	return p.Rel == "=" && relHolds(d.db.CompareVersions(p.Version, dep.Version), dep.Rel)
+	return p.Rel == "=" && relHolds(db.CompareVersions(p.Version, dep.Version), dep.Rel)
 }
+
+// plainRoot: a root is a name, as written.
+func plainRoot(name string) backends.Dep { return backends.Dep{Op: backends.Atom, Name: name} }
 
 // rank prefers the dependent's architecture, then the native one.
 func (d dpkgRules) rank(from *backends.Package, cand *backends.Package) int {
@@ -60,11 +79,10 @@ type pacmanRules struct{ db backends.DB }
 func (pacmanRules) archOK(*backends.Package, backends.Dep, *backends.Package) bool { return true }
 
 func (p pacmanRules) provideOK(pr backends.Provide, dep backends.Dep) bool {
-	if dep.Rel == "" {
-		return true
-	}
-	return pr.Rel == "=" && relHolds(p.db.CompareVersions(pr.Version, dep.Version), dep.Rel)
+	return exactProvideOK(p.db, pr, dep)
 }
+
+func (pacmanRules) root(name string) backends.Dep { return plainRoot(name) }
 
 // rank: pacman installs one version of a name; candidates differ only by
 // name, and the resolver's order (the package named, then by ID) decides.
@@ -101,6 +119,8 @@ func newRPMRules(db backends.DB) rpmRules {
 }
 
 func (rpmRules) archOK(*backends.Package, backends.Dep, *backends.Package) bool { return true }
+
+func (rpmRules) root(name string) backends.Dep { return plainRoot(name) }
 
 func (r rpmRules) provideOK(p backends.Provide, dep backends.Dep) bool {
 	return rpmOverlap(r.db.CompareVersions, p.Rel, p.Version, dep.Rel, dep.Version)

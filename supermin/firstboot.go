@@ -1,15 +1,10 @@
 package supermin
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path"
-	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 
@@ -18,81 +13,47 @@ import (
 	"github.com/gosupermin/gosupermin/backends"
 )
 
-// bootstrapFirst are dpkg packages whose scripts run before all others,
-// as debootstrap installs them first: base-passwd makes /etc/passwd and
-// /etc/group, which other scripts use (base-files' postinst chowns to
-// root:root) without declaring it, since all of them are Essential.
-var bootstrapFirst = []string{"base-passwd"}
-
-// bootstrapOrder moves bootstrapFirst to the front of a dpkg order.
-func bootstrapOrder(family string, pkgs []*backends.Package) []*backends.Package {
-	if family != "dpkg" {
-		return pkgs
-	}
-	var first, rest []*backends.Package
-	for _, p := range pkgs {
-		if slices.Contains(bootstrapFirst, p.Name) {
-			first = append(first, p)
-		} else {
-			rest = append(rest, p)
-		}
-	}
-	return append(first, rest...)
-}
-
 // addFirstboot saves the closure's maintainer scripts in the manifest with
-// the runner that runs them on the first boot (--firstboot).
+// the runner that runs them on the first boot, and the part of the
+// package database the scripts query.
 func (b *build) addFirstboot() error {
 	m := b.tree.m
-	family := b.db.Family()
-	var pkgs []firstboot.Package
-	dpkgVersion := ""
-	for _, p := range bootstrapOrder(family, b.closure.Packages) {
-		s, err := b.db.Scripts(p)
-		var pe *fs.PathError
-		if err != nil && errors.As(err, &pe) && b.tree.skipUnreadable(pe.Path, err) {
-			// The package's scripts stay out, as unreadable package files
-			// do: running some of them without the others is no install.
-			s, err = &backends.Scripts{}, nil
-		}
-		if err != nil {
-			return err
-		}
-		fp := firstboot.Package{Name: p.Name, Version: p.Version, Arch: p.Arch, Scripts: s}
-		if family == "dpkg" && len(s.List) > 0 {
-			if fp.Extra, err = b.debconfFiles(p.Name, p.Arch); err != nil {
-				return err
-			}
-		}
-		pkgs = append(pkgs, fp)
-		if family == "dpkg" && p.Name == "dpkg" {
-			dpkgVersion = p.Version
-		}
-	}
-	shell := appShell(m)
-	if shell == "" {
-		b.warnf("--firstboot: the appliance has no shell (/bin/sh, dash, bash or busybox): its first-boot runner cannot run")
-		shell = "/bin/sh"
-	} else if shell != "/bin/sh" {
-		b.logf(1, "--firstboot: the appliance has no /bin/sh: the runner uses %s", shell)
+	inst, ok := b.db.(backends.Installer)
+	if !ok {
+		b.warnf("firstboot: the %s database has no maintainer scripts to save", b.db.Family())
+		return nil
 	}
 	files := firstbootFiles(m)
-	plan, err := firstboot.New(pkgs, firstboot.Options{
-		Family:      family,
-		Shell:       shell,
-		DpkgVersion: dpkgVersion,
-		TriggerActive: func(name string) bool {
-			if !strings.HasPrefix(name, "/") {
-				return true // an explicit trigger: dpkg-trigger or an "activate" of some package
-			}
-			return files.under(m, name) // a file trigger: a file of the appliance is under it
-		},
+	install, err := inst.Install(b.closure.Packages, func(name string) bool {
+		if !strings.HasPrefix(name, "/") {
+			return true // an explicit trigger: dpkg-trigger or an "activate" of some package
+		}
+		return files.under(m, name) // a file trigger: a file of the appliance is under it
 	})
 	if err != nil {
 		return err
 	}
+	pkgs, err := b.firstbootPackages(inst, install.Order)
+	if err != nil {
+		return err
+	}
+	var triggers []firstboot.Trigger
+	for _, t := range install.Triggers {
+		triggers = append(triggers, firstboot.Trigger{Package: fbPackage(t.Package, nil), Script: t.Script, Args: t.Args, Env: t.Env})
+	}
+	shell := appShell(m)
+	if shell == "" {
+		b.warnf("firstboot: the appliance has no shell (/bin/sh, dash, bash or busybox): its first-boot runner cannot run")
+		shell = "/bin/sh"
+	} else if shell != "/bin/sh" {
+		b.logf(1, "firstboot: the appliance has no /bin/sh: the runner uses %s", shell)
+	}
+	plan, err := firstboot.New(pkgs, firstboot.Options{Shell: shell, Env: install.Env, NoServices: install.NoServices, Triggers: triggers})
+	if err != nil {
+		return err
+	}
 	for _, s := range plan.Skipped() {
-		b.warnf("--firstboot: %s of %s %s is not run: %s", s.Label(), s.Package.Name, s.Package.Version, s.Skipped)
+		b.warnf("firstboot: %s of %s %s is not run: %s", s.Label(), s.Package.Name, s.Package.Version, s.Skipped)
 	}
 	for _, e := range plan.Entries(b.epoch) {
 		p, err := b.tree.Canon(e.Path)
@@ -107,8 +68,8 @@ func (b *build) addFirstboot() error {
 			return err
 		}
 	}
-	if family == "dpkg" {
-		if err := b.addDpkgDB(m); err != nil {
+	if adb, ok := b.db.(backends.ApplianceDB); ok {
+		if err := b.addApplianceDB(adb); err != nil {
 			return err
 		}
 	}
@@ -122,7 +83,61 @@ func (b *build) addFirstboot() error {
 			runs++
 		}
 	}
-	b.logf(1, "--firstboot: %d maintainer scripts, %d triggers, %d skipped, in %s", runs, trig, len(plan.Skipped()), firstboot.Dir)
+	b.logf(1, "firstboot: %d maintainer scripts, %d triggers, %d skipped, in %s", runs, trig, len(plan.Skipped()), firstboot.Dir)
+	return nil
+}
+
+// firstbootPackages reads the scripts of pkgs. A package whose scripts
+// this user cannot read has none saved, as unreadable package files are
+// left out: running some of its scripts without the others is no install.
+func (b *build) firstbootPackages(inst backends.Installer, pkgs []*backends.Package) ([]firstboot.Package, error) {
+	var out []firstboot.Package
+	for _, p := range pkgs {
+		s, err := inst.Scripts(p)
+		var pe *fs.PathError
+		if err != nil && errors.As(err, &pe) && b.tree.skipUnreadable(pe.Path, err) {
+			s, err = &backends.Scripts{}, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, fbPackage(p, s))
+	}
+	return out, nil
+}
+
+func fbPackage(p *backends.Package, s *backends.Scripts) firstboot.Package {
+	return firstboot.Package{Name: p.Name, Version: p.Version, Arch: p.Arch, Scripts: s}
+}
+
+// addApplianceDB puts the closure's part of the package database in the
+// appliance: files the backend made, and files of the tree copied as
+// they are; its directories where the appliance has none.
+func (b *build) addApplianceDB(adb backends.ApplianceDB) error {
+	m := b.tree.m
+	dbFiles, err := adb.ApplianceFiles(b.closure.Packages)
+	if err != nil {
+		return fmt.Errorf("firstboot: %w", err)
+	}
+	for _, f := range dbFiles {
+		switch {
+		case f.Dir:
+			if _, ok := m.Get(f.Path); !ok {
+				if err := m.Put(appliance.Entry{Path: f.Path, Kind: appliance.Dir, Mode: 0o755, ModTime: b.epoch}); err != nil {
+					return err
+				}
+			}
+		case f.Data != nil:
+			if err := m.Put(appliance.Entry{Path: f.Path, Kind: appliance.Regular, Mode: 0o644, ModTime: b.epoch,
+				Size: int64(len(f.Data)), Data: appliance.Bytes(f.Data)}); err != nil {
+				return err
+			}
+		default:
+			if err := b.add(b.tree, f.Path, f.Path); err != nil {
+				return err
+			}
+		}
+	}
 	return nil
 }
 
@@ -200,145 +215,4 @@ func (f fileList) under(m *appliance.Manifest, dir string) bool {
 	prefix := strings.TrimSuffix(c, "/") + "/"
 	j := sort.SearchStrings(f, prefix)
 	return j < len(f) && strings.HasPrefix(f[j], prefix)
-}
-
-// debconfFiles are a package's debconf config script and templates, from
-// dpkg's info directory: its postinst's confmodule loads them from beside
-// the postinst.
-func (b *build) debconfFiles(name, arch string) ([]firstboot.Extra, error) {
-	var out []firstboot.Extra
-	for _, x := range []firstboot.Extra{{Suffix: "config", Mode: 0o755}, {Suffix: "templates", Mode: 0o644}} {
-		for _, base := range []string{name + ":" + arch, name} {
-			file := filepath.Join(b.root, "var/lib/dpkg/info", base+"."+x.Suffix)
-			data, err := os.ReadFile(file)
-			if errors.Is(err, fs.ErrNotExist) || err != nil && b.tree.skipUnreadable(file, err) {
-				continue
-			}
-			if err != nil {
-				return nil, err
-			}
-			x.Data = data
-			out = append(out, x)
-			break
-		}
-	}
-	return out, nil
-}
-
-// dpkgInfo are the info files of a package that the appliance's dpkg tools
-// read (dpkg-query -S and -L, conffiles, triggers); scripts are not kept.
-var dpkgInfo = []string{"list", "conffiles", "md5sums", "triggers"}
-
-// addDpkgDB puts the closure's part of the dpkg database in the appliance,
-// as it is after an unpack: scripts ask it (usr-is-merged's postinst
-// removes /lib64 when "dpkg-query -S /lib64" finds no owner), and
-// dpkg-divert and update-alternatives keep their records there.
-func (b *build) addDpkgDB(m *appliance.Manifest) error {
-	admin := filepath.Join(b.root, "var/lib/dpkg")
-	data, err := os.ReadFile(filepath.Join(admin, "status"))
-	if err != nil {
-		return fmt.Errorf("--firstboot: %w", err)
-	}
-	want := map[string]bool{} // name and arch
-	names := map[string]bool{}
-	for _, p := range b.closure.Packages {
-		want[p.Name+" "+p.Arch] = true
-		names[p.Name] = true
-	}
-	var status bytes.Buffer
-	for _, stanza := range dpkgStanzas(data) {
-		if want[stanzaField(stanza, "Package")+" "+stanzaField(stanza, "Architecture")] {
-			status.Write(stanza)
-			status.WriteString("\n")
-		}
-	}
-	put := func(p string, data []byte) error {
-		return m.Put(appliance.Entry{Path: p, Kind: appliance.Regular, Mode: 0o644, ModTime: b.epoch,
-			Size: int64(len(data)), Data: appliance.Bytes(data)})
-	}
-	if err := put("/var/lib/dpkg/status", status.Bytes()); err != nil {
-		return err
-	}
-	if div, err := os.ReadFile(filepath.Join(admin, "diversions")); err == nil {
-		lines := strings.Split(strings.TrimSuffix(string(div), "\n"), "\n")
-		var keep []string
-		for i := 0; i+2 < len(lines); i += 3 {
-			if names[lines[i+2]] {
-				keep = append(keep, lines[i:i+3]...)
-			}
-		}
-		if len(keep) > 0 {
-			if err := put("/var/lib/dpkg/diversions", []byte(strings.Join(keep, "\n")+"\n")); err != nil {
-				return err
-			}
-		}
-	}
-	for _, d := range []string{"/var/lib/dpkg", "/var/lib/dpkg/info", "/var/lib/dpkg/updates", "/var/lib/dpkg/triggers", "/var/lib/dpkg/alternatives"} {
-		if _, ok := m.Get(d); !ok {
-			if err := m.Put(appliance.Entry{Path: d, Kind: appliance.Dir, Mode: 0o755, ModTime: b.epoch}); err != nil {
-				return err
-			}
-		}
-	}
-	// info/format says whether info files are named NAME:ARCH (format 1).
-	for _, f := range []string{"/var/lib/dpkg/arch", "/var/lib/dpkg/info/format"} {
-		if _, err := os.Stat(filepath.Join(b.root, f)); err == nil {
-			if err := b.add(b.tree, f, f); err != nil {
-				return err
-			}
-		}
-	}
-	ents, err := os.ReadDir(filepath.Join(admin, "info"))
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	for _, e := range ents {
-		dot := strings.LastIndexByte(e.Name(), '.')
-		if dot < 0 || !slices.Contains(dpkgInfo, e.Name()[dot+1:]) {
-			continue
-		}
-		base := e.Name()[:dot]
-		name, arch, qualified := strings.Cut(base, ":")
-		if qualified && !want[name+" "+arch] || !qualified && !names[name] {
-			continue
-		}
-		p := "/var/lib/dpkg/info/" + e.Name()
-		if err := b.add(b.tree, p, p); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// dpkgStanzas splits a deb822 file into its stanzas, as they are written.
-func dpkgStanzas(data []byte) [][]byte {
-	var out [][]byte
-	var cur []byte
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 64*1024), 16*1024*1024)
-	for sc.Scan() {
-		line := sc.Bytes()
-		if len(bytes.TrimSpace(line)) == 0 {
-			if len(cur) > 0 {
-				out = append(out, cur)
-			}
-			cur = nil
-			continue
-		}
-		cur = append(append(cur, line...), '\n')
-	}
-	if len(cur) > 0 {
-		out = append(out, cur)
-	}
-	return out
-}
-
-// stanzaField is the value of a stanza's single-line field.
-func stanzaField(stanza []byte, name string) string {
-	for _, line := range strings.Split(string(stanza), "\n") {
-		if k, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(k, name) {
-			return strings.TrimSpace(v)
-		}
-	}
-	return ""
 }

@@ -551,7 +551,7 @@ func TestFirstbootRPM(t *testing.T) {
 			t.Errorf("manifest lacks %q", line)
 		}
 	}
-	if !strings.Contains(l.String(), "warning: --firstboot: %posttrans 1 of gs-app 3.0-1 is not run: <lua>") {
+	if !strings.Contains(l.String(), "warning: firstboot: %posttrans 1 of gs-app 3.0-1 is not run: <lua>") {
 		t.Errorf("no warning about the <lua> scriptlet:\n%s", l)
 	}
 	run := fbRead(t, filepath.Join(out, firstboot.Runner))

@@ -55,7 +55,6 @@ package firstboot
 
 import (
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -87,35 +86,30 @@ type Package struct {
 	Version string
 	Arch    string
 	Scripts *backends.Scripts // nil: none
-	// Extra are files saved beside the scripts, as PKG.SUFFIX: dpkg's
-	// "config" and "templates", which debconf loads from there.
-	Extra []Extra
-}
-
-// Extra is a file saved beside a package's scripts.
-type Extra struct {
-	Suffix string
-	Mode   uint32
-	Data   []byte
 }
 
 // Options for New.
 type Options struct {
-	// Family is the database's: "dpkg" sets dpkg's environment and runs
-	// triggers; "pacman" sources .install files and calls their functions.
-	Family string
 	// Shell is the runner's interpreter ("#!" line); "/bin/sh" when empty.
 	Shell string
-	// DpkgVersion is dpkg's version in the appliance, for
-	// DPKG_RUNNING_VERSION; "" leaves it unset.
-	DpkgVersion string
 	// Timeout is the default time limit of one script in seconds;
 	// 0 means DefaultTimeout.
 	Timeout int
-	// TriggerActive says whether the appliance activates a trigger (a file
-	// trigger is activated when the appliance holds a file under its path);
-	// nil means every trigger is.
-	TriggerActive func(name string) bool
+	// Env are variables set for every script (backends.Install.Env).
+	Env [][2]string
+	// NoServices puts a policy-rc.d in place while the scripts run, so
+	// that they start no service (backends.Install.NoServices).
+	NoServices bool
+	// Triggers run after every package's scripts (backends.Install.Triggers).
+	Triggers []Trigger
+}
+
+// Trigger runs one of a package's saved scripts again, with Args.
+type Trigger struct {
+	Package Package
+	Script  string
+	Args    []string
+	Env     [][2]string
 }
 
 // Step is one line of the manifest: one script run (or skipped).
@@ -151,6 +145,8 @@ type Plan struct {
 	Steps []Step
 	opt   Options
 	files []file // saved scripts
+	dirs  map[int]string
+	saved map[string]string // package name:arch and script name -> saved file
 }
 
 type file struct {
@@ -159,9 +155,14 @@ type file struct {
 	data []byte
 }
 
-var pacmanFunc = regexp.MustCompile(`^(pre|post)_(install|upgrade|remove)$`)
+// pending is a script waiting for its place in the order.
+type pending struct {
+	index int // in pkgs
+	pkg   Package
+	sc    backends.Script
+}
 
-// New orders the scripts of pkgs, given in dependency order.
+// New orders the scripts of pkgs, given in installation order.
 func New(pkgs []Package, opt Options) (*Plan, error) {
 	if strings.TrimSpace(opt.Shell) == "" {
 		opt.Shell = "/bin/sh"
@@ -172,12 +173,20 @@ func New(pkgs []Package, opt Options) (*Plan, error) {
 	if opt.Timeout < 0 {
 		return nil, fmt.Errorf("firstboot: negative timeout %d", opt.Timeout)
 	}
-	pl := &Plan{opt: opt}
-	type pending struct {
-		index int // in pkgs
-		pkg   Package
-		sc    backends.Script
+	pl := &Plan{opt: opt, saved: map[string]string{}}
+	pl.placeFiles(pkgs)
+	for _, st := range order(pkgs) {
+		pl.Steps = append(pl.Steps, pl.step(len(pl.Steps)+1, st))
 	}
+	for _, t := range opt.Triggers {
+		pl.Steps = append(pl.Steps, pl.trigger(len(pl.Steps)+1, t))
+	}
+	return pl, nil
+}
+
+// order lists the scripts as they run: each package's pre-install then
+// post-install scripts, in package order, then every post-transaction one.
+func order(pkgs []Package) []pending {
 	var steps, posttrans []pending
 	for i, p := range pkgs {
 		if p.Scripts == nil {
@@ -196,150 +205,103 @@ func New(pkgs []Package, opt Options) (*Plan, error) {
 			}
 		}
 	}
-	steps = append(steps, posttrans...)
-	// Triggers: the names each interested package waits for, once.
-	type trig struct {
-		pkg   Package
-		names []string
-	}
-	var trigs []trig
-	if opt.Family == "dpkg" {
-		for _, p := range pkgs {
-			if p.Scripts == nil || len(p.Scripts.TriggerInterests) == 0 || !hasScript(p.Scripts, "postinst") {
-				continue
-			}
-			var names []string
-			seen := map[string]bool{}
-			for _, n := range p.Scripts.TriggerInterests {
-				if seen[n] || opt.TriggerActive != nil && !opt.TriggerActive(n) {
-					continue
-				}
-				seen[n] = true
-				names = append(names, n)
-			}
-			if len(names) > 0 {
-				trigs = append(trigs, trig{p, names})
-			}
-		}
-	}
-	// Each package's files go in a directory of their own, numbered in
-	// dependency order, under the names dpkg gives them in its info
-	// directory: debconf finds a postinst's package, templates and config
-	// script from the postinst's path (.../PKG.postinst, PKG.templates).
-	dirs := map[int]string{}
-	nd := 0
-	for i, p := range pkgs {
+	return append(steps, posttrans...)
+}
+
+// placeFiles gives each package with something to save a directory of its
+// own, numbered in installation order, and saves its extra files there
+// under the names dpkg gives them in its info directory: debconf finds a
+// postinst's package, templates and config script from the postinst's
+// path (.../PKG.postinst, PKG.templates).
+func (pl *Plan) placeFiles(pkgs []Package) {
+	pl.dirs = map[int]string{}
+	n := 0
+	for _, p := range pkgs {
 		if hasFiles(p) {
-			nd++
-			dirs[i] = ""
+			n++
 		}
 	}
-	width := len(strconv.Itoa(nd))
-	if width < 3 {
-		width = 3
-	}
-	nd = 0
+	width := max(len(strconv.Itoa(n)), 3)
+	n = 0
 	for i, p := range pkgs {
-		if _, ok := dirs[i]; ok {
-			nd++
-			dirs[i] = fmt.Sprintf("%s/%0*d-%s", Dir, width, nd, safeName(p.Name))
-			for _, x := range p.Extra {
-				pl.files = append(pl.files, file{dirs[i] + "/" + safeName(p.Name) + "." + safeName(x.Suffix), x.Mode, x.Data})
-			}
+		if !hasFiles(p) {
+			continue
+		}
+		n++
+		pl.dirs[i] = fmt.Sprintf("%s/%0*d-%s", Dir, width, n, safeName(p.Name))
+		for _, x := range p.Scripts.Extra {
+			pl.files = append(pl.files, file{pl.dirs[i] + "/" + safeName(p.Name) + "." + safeName(x.Suffix), x.Mode, x.Data})
 		}
 	}
-	postinst := map[string]string{} // package name and arch -> saved postinst
-	for i, st := range steps {
-		s := Step{Order: i + 1, Package: st.pkg, Script: st.sc.Name, Args: append([]string(nil), st.sc.Args...)}
-		base := dirs[st.index] + "/" + safeName(st.pkg.Name) + "." + safeName(strings.TrimLeft(st.sc.Name, "%"))
-		mode := uint32(0o755)
-		interp := strings.Fields(st.sc.Interpreter)
-		switch {
-		case strings.HasPrefix(st.sc.Interpreter, "<"):
-			s.Skipped = st.sc.Interpreter + " scripts run only inside the package manager itself"
-			base += ".skipped"
-			mode = 0o644
-		case len(st.sc.Body) == 0 && (len(interp) == 0 || opt.Family == "pacman" || pacmanFunc.MatchString(st.sc.Name)):
-			s.Skipped = "empty script"
-		case opt.Family == "pacman" || pacmanFunc.MatchString(st.sc.Name):
-			if len(interp) == 0 {
-				interp = []string{"/bin/bash"}
-			}
-			if len(s.Args) == 0 {
-				s.Args = []string{st.pkg.Version}
-			}
-			// pacman sources the .install file and calls the function.
-			s.Command = append(interp, "-c", `. "$0" && `+st.sc.Name+` "$@"`)
-		}
-		if len(st.sc.Body) > 0 {
-			s.File = base
-			pl.files = append(pl.files, file{s.File, mode, st.sc.Body})
-		}
-		if s.Skipped == "" {
-			switch {
-			case s.Command != nil:
-				s.Command = append(s.Command, s.File)
-			case len(interp) > 0 && s.File == "":
-				s.Command = interp // rpm "%post -p PROGRAM" without a body
-			case len(interp) > 0:
-				s.Command = append(interp, s.File)
-			default:
-				s.Command = []string{s.File} // executed through its "#!" line, as dpkg does
-			}
-			s.Command = append(s.Command, s.Args...)
-		}
-		if opt.Family == "dpkg" {
-			s.Env = dpkgEnv(st.pkg, st.sc.Name)
-			if st.sc.Name == "postinst" {
-				postinst[st.pkg.Name+":"+st.pkg.Arch] = s.File
-			}
-		}
-		pl.Steps = append(pl.Steps, s)
+}
+
+// step saves one script and says how the runner runs it.
+func (pl *Plan) step(n int, st pending) Step {
+	sc := st.sc
+	s := Step{Order: n, Package: st.pkg, Script: sc.Name, Args: append([]string(nil), sc.Args...), Env: sc.Env}
+	base := pl.dirs[st.index] + "/" + safeName(st.pkg.Name) + "." + safeName(strings.TrimLeft(sc.Name, "%"))
+	mode := uint32(0o755)
+	interp := strings.Fields(sc.Interpreter)
+	switch {
+	case strings.HasPrefix(sc.Interpreter, "<"):
+		s.Skipped = sc.Interpreter + " scripts run only inside the package manager itself"
+		base += ".skipped"
+		mode = 0o644
+	case len(sc.Body) == 0 && (len(interp) == 0 || sc.Function != ""):
+		s.Skipped = "empty script"
 	}
-	for _, t := range trigs {
-		f := postinst[t.pkg.Name+":"+t.pkg.Arch]
-		s := Step{Order: len(pl.Steps) + 1, Package: t.pkg, Script: "postinst", Trigger: true,
-			Args: []string{"triggered", strings.Join(t.names, " ")}, File: f, Env: dpkgEnv(t.pkg, "postinst")}
-		if f == "" {
-			s.Skipped = "postinst not saved"
-		} else {
-			s.Command = append([]string{f}, s.Args...)
-		}
-		pl.Steps = append(pl.Steps, s)
+	if len(sc.Body) > 0 {
+		s.File = base
+		pl.files = append(pl.files, file{s.File, mode, sc.Body})
+		pl.saved[st.pkg.Name+":"+st.pkg.Arch+" "+sc.Name] = s.File
 	}
-	return pl, nil
+	if s.Skipped != "" {
+		return s
+	}
+	switch {
+	case sc.Function != "":
+		if len(interp) == 0 {
+			interp = []string{"/bin/sh"}
+		}
+		// As pacman does: the shell sources the file and calls the function.
+		s.Command = append(interp, "-c", `. "$0" && `+sc.Function+` "$@"`, s.File)
+	case len(interp) > 0 && s.File == "":
+		s.Command = interp // rpm "%post -p PROGRAM" without a body
+	case len(interp) > 0:
+		s.Command = append(interp, s.File)
+	default:
+		s.Command = []string{s.File} // executed through its "#!" line, as dpkg does
+	}
+	s.Command = append(s.Command, s.Args...)
+	return s
+}
+
+// trigger runs a package's saved script again for its triggers.
+func (pl *Plan) trigger(n int, t Trigger) Step {
+	f := pl.saved[t.Package.Name+":"+t.Package.Arch+" "+t.Script]
+	s := Step{Order: n, Package: t.Package, Script: t.Script, Trigger: true, Args: t.Args, File: f, Env: t.Env}
+	if f == "" {
+		s.Skipped = t.Script + " not saved"
+	} else {
+		s.Command = append([]string{f}, s.Args...)
+	}
+	return s
 }
 
 // hasFiles says whether the package has anything to save.
 func hasFiles(p Package) bool {
-	if len(p.Extra) > 0 {
+	if p.Scripts == nil {
+		return false
+	}
+	if len(p.Scripts.Extra) > 0 {
 		return true
 	}
-	if p.Scripts != nil {
-		for _, sc := range p.Scripts.List {
-			if len(sc.Body) > 0 {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-func hasScript(s *backends.Scripts, name string) bool {
-	for _, sc := range s.List {
-		if sc.Name == name {
+	for _, sc := range p.Scripts.List {
+		if len(sc.Body) > 0 {
 			return true
 		}
 	}
 	return false
-}
-
-func dpkgEnv(p Package, script string) [][2]string {
-	return [][2]string{
-		{"DPKG_MAINTSCRIPT_PACKAGE", p.Name},
-		{"DPKG_MAINTSCRIPT_ARCH", p.Arch},
-		{"DPKG_MAINTSCRIPT_NAME", script},
-	}
 }
 
 // safeName keeps a file name to letters, digits and ".+_-".
@@ -411,7 +373,7 @@ func (pl *Plan) Entries(mtime time.Time) []appliance.Entry {
 		add(f.path, f.mode, f.data)
 	}
 	add(ManifestFile, 0o644, pl.Manifest())
-	if pl.opt.Family == "dpkg" {
+	if pl.opt.NoServices {
 		add(PolicyRCD, 0o755, []byte("#!/bin/sh\n# Installed as /usr/sbin/policy-rc.d while the first-boot scripts run:\n# they must not start services.\nexit 101\n"))
 	}
 	add(Runner, 0o755, pl.Runner())

@@ -12,29 +12,38 @@ import (
 	"github.com/gosupermin/gosupermin/backends"
 )
 
-func dpkgScripts(pre, post bool, interests ...string) *backends.Scripts {
-	s := &backends.Scripts{TriggerInterests: interests}
+func dpkgScripts(pkg string, pre, post bool) *backends.Scripts {
+	s := &backends.Scripts{}
+	env := func(script string) [][2]string {
+		return [][2]string{{"DPKG_MAINTSCRIPT_PACKAGE", pkg}, {"DPKG_MAINTSCRIPT_ARCH", "amd64"}, {"DPKG_MAINTSCRIPT_NAME", script}}
+	}
 	if pre {
-		s.List = append(s.List, backends.Script{Phase: backends.PreInstall, Name: "preinst", Args: []string{"install"}, Body: []byte("#!/bin/sh\n")})
+		s.List = append(s.List, backends.Script{Phase: backends.PreInstall, Name: "preinst", Args: []string{"install"}, Env: env("preinst"), Body: []byte("#!/bin/sh\n")})
 	}
 	if post {
-		s.List = append(s.List, backends.Script{Phase: backends.PostInstall, Name: "postinst", Args: []string{"configure", ""}, Body: []byte("#!/bin/sh\n")})
+		s.List = append(s.List, backends.Script{Phase: backends.PostInstall, Name: "postinst", Args: []string{"configure", ""}, Env: env("postinst"), Body: []byte("#!/bin/sh\n")})
 	}
 	return s
 }
 
 func TestDpkgPlan(t *testing.T) {
+	alpha := dpkgScripts("alpha", true, true)
+	alpha.Extra = []backends.ExtraFile{
+		{Suffix: "config", Mode: 0o755, Data: []byte("#!/bin/sh\n")}, {Suffix: "templates", Mode: 0o644, Data: []byte("Template: alpha/q\n")}}
+	mid := dpkgScripts("mid", false, true)
+	mid.List[0].Env[1][1] = "all"
+	libc := Package{Name: "libc-bin", Version: "2.36", Arch: "amd64", Scripts: dpkgScripts("libc-bin", false, true)}
 	pkgs := []Package{
-		{Name: "zeta", Version: "1", Arch: "amd64", Scripts: dpkgScripts(true, true)},
+		{Name: "zeta", Version: "1", Arch: "amd64", Scripts: dpkgScripts("zeta", true, true)},
 		{Name: "none", Version: "1", Arch: "amd64", Scripts: &backends.Scripts{}},
-		{Name: "libc-bin", Version: "2.36", Arch: "amd64", Scripts: dpkgScripts(false, true, "ldconfig", "/usr/share/x", "ldconfig", "/nowhere")},
-		{Name: "mid", Version: "2", Arch: "all", Scripts: dpkgScripts(false, true)},
-		{Name: "nopost", Version: "1", Arch: "amd64", Scripts: dpkgScripts(true, false, "trig")},
-		{Name: "alpha", Version: "1", Arch: "amd64", Scripts: dpkgScripts(true, true), Extra: []Extra{
-			{Suffix: "config", Mode: 0o755, Data: []byte("#!/bin/sh\n")}, {Suffix: "templates", Mode: 0o644, Data: []byte("Template: alpha/q\n")}}},
+		libc,
+		{Name: "mid", Version: "2", Arch: "all", Scripts: mid},
+		{Name: "nopost", Version: "1", Arch: "amd64", Scripts: dpkgScripts("nopost", true, false)},
+		{Name: "alpha", Version: "1", Arch: "amd64", Scripts: alpha},
 	}
-	pl, err := New(pkgs, Options{Family: "dpkg", DpkgVersion: "1.21.22",
-		TriggerActive: func(n string) bool { return n != "/nowhere" }})
+	pl, err := New(pkgs, Options{NoServices: true,
+		Env:      [][2]string{{"DPKG_ROOT", ""}, {"DPKG_RUNNING_VERSION", "1.21.22"}},
+		Triggers: []Trigger{{Package: libc, Script: "postinst", Args: []string{"triggered", "ldconfig /usr/share/x"}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +83,7 @@ func TestDpkgPlan(t *testing.T) {
 	run := string(pl.Runner())
 	for _, s := range []string{
 		"#!/bin/sh\n",
-		"DPKG_RUNNING_VERSION=1.21.22\n",
+		"DPKG_ROOT='' DPKG_RUNNING_VERSION=1.21.22\nexport DPKG_ROOT DPKG_RUNNING_VERSION\n",
 		"export DPKG_MAINTSCRIPT_ARCH DPKG_MAINTSCRIPT_NAME DPKG_MAINTSCRIPT_PACKAGE\n",
 		"DPKG_MAINTSCRIPT_PACKAGE=mid DPKG_MAINTSCRIPT_ARCH=all DPKG_MAINTSCRIPT_NAME=postinst\nstep 4 mid 'postinst configure '\\'''\\''' " + d + "003-mid/mid.postinst configure ''\n",
 		"step 8 libc-bin 'postinst triggered '\\''ldconfig /usr/share/x'\\''' " + d + "002-libc-bin/libc-bin.postinst triggered 'ldconfig /usr/share/x'\n",
@@ -128,7 +137,7 @@ func TestOtherFamilies(t *testing.T) {
 	ldc := Package{Name: "libfoo", Version: "1", Arch: "x86_64", Scripts: &backends.Scripts{List: []backends.Script{
 		{Phase: backends.PostInstall, Name: "%post", Interpreter: "/sbin/ldconfig", Args: []string{"1"}},
 	}}}
-	pl, err := New([]Package{rpmPkg, ldc}, Options{Family: "rpm"})
+	pl, err := New([]Package{rpmPkg, ldc}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,9 +168,10 @@ func TestOtherFamilies(t *testing.T) {
 	checkEntries(t, pl, 3) // %pre, the skipped %post (kept to be read), %posttrans
 
 	pac := Package{Name: "filesystem", Version: "2024.04.07-1", Arch: "any", Scripts: &backends.Scripts{List: []backends.Script{
-		{Phase: backends.PostInstall, Name: "post_install", Interpreter: "/bin/bash", Body: []byte("post_install() { :; }\n")},
+		{Phase: backends.PostInstall, Name: "post_install", Interpreter: "/bin/bash", Function: "post_install",
+			Args: []string{"2024.04.07-1"}, Body: []byte("post_install() { :; }\n")},
 	}}}
-	pl, err = New([]Package{pac}, Options{Family: "pacman"})
+	pl, err = New([]Package{pac}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,10 +199,10 @@ func TestQuote(t *testing.T) {
 // TestRunnerSyntax parses the runner with every shell it must run under.
 func TestRunnerSyntax(t *testing.T) {
 	pl, err := New([]Package{
-		{Name: "a", Version: "1", Arch: "amd64", Scripts: dpkgScripts(true, true, "x")},
+		{Name: "a", Version: "1", Arch: "amd64", Scripts: dpkgScripts("a", true, true)},
 		{Name: "b", Version: "1", Arch: "amd64", Scripts: &backends.Scripts{List: []backends.Script{
 			{Phase: backends.PostInstall, Name: "%post", Interpreter: "<lua>", Body: []byte("x")}}}},
-	}, Options{Family: "dpkg", Shell: "/bin/busybox sh"})
+	}, Options{NoServices: true, Env: [][2]string{{"DPKG_ROOT", ""}}, Shell: "/bin/busybox sh"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -269,15 +269,17 @@ func (pl *Plan) Runner() []byte {
 		nosh = r.Replace(noSH)
 	}
 	b.WriteString(strings.Replace(r.Replace(runnerHead), "@NOSH@", nosh, 1))
-	if pl.opt.Family == "dpkg" {
+	if pl.opt.NoServices {
 		b.WriteString(r.Replace(policyHead))
-		b.WriteString("\n# As dpkg runs maintainer scripts.\n")
-		b.WriteString("DPKG_ROOT= DPKG_ADMINDIR=/var/lib/dpkg DPKG_MAINTSCRIPT_PACKAGE_REFCOUNT=1\n")
-		b.WriteString("DEBIAN_FRONTEND=noninteractive DEBCONF_NONINTERACTIVE_SEEN=true\n")
-		b.WriteString("export DPKG_ROOT DPKG_ADMINDIR DPKG_MAINTSCRIPT_PACKAGE_REFCOUNT DEBIAN_FRONTEND DEBCONF_NONINTERACTIVE_SEEN\n")
-		if pl.opt.DpkgVersion != "" {
-			fmt.Fprintf(&b, "DPKG_RUNNING_VERSION=%s\nexport DPKG_RUNNING_VERSION\n", Quote(pl.opt.DpkgVersion))
+	}
+	if len(pl.opt.Env) > 0 {
+		b.WriteString("\n# As the package manager runs maintainer scripts.\n")
+		var as, ns []string
+		for _, kv := range pl.opt.Env {
+			as = append(as, kv[0]+"="+Quote(kv[1]))
+			ns = append(ns, kv[0])
 		}
+		fmt.Fprintf(&b, "%s\nexport %s\n", strings.Join(as, " "), strings.Join(ns, " "))
 	}
 	names := map[string]bool{}
 	for _, s := range pl.Steps {

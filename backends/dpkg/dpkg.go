@@ -30,16 +30,25 @@ type DB struct {
 	root       string
 	admin      string
 	native     string
-	pkgs       []*backends.Package
+	pkgs       []*backends.Package // sorted by ID
+	fileOrder  []*backends.Package // as the status file lists them
 	extra      map[*backends.Package]*extra
 	diversions map[string]diversion
+	divOrder   []string // diverted paths, in the file's order
 }
 
 type extra struct {
 	conffiles []string // from the status file, obsolete ones dropped
+	stanza    string   // the status paragraph as written
 }
 
 type diversion struct{ to, by string }
+
+var (
+	_ backends.DB          = (*DB)(nil)
+	_ backends.Installer   = (*DB)(nil)
+	_ backends.ApplianceDB = (*DB)(nil)
+)
 
 // installedStates are the dpkg states in which a package's files are on disk.
 var installedStates = map[string]bool{
@@ -75,7 +84,9 @@ func Open(root string) (*DB, error) {
 		if p.Name == "dpkg" && db.native == "" {
 			db.native = p.Arch
 		}
+		ex.stanza = para.Raw
 		db.pkgs = append(db.pkgs, p)
+		db.fileOrder = append(db.fileOrder, p)
 		db.extra[p] = ex
 	}
 	if db.native == "" {
@@ -97,7 +108,7 @@ func Open(root string) (*DB, error) {
 			return nil, &backends.CorruptError{File: statusPath, Err: fmt.Errorf("package %s listed twice", db.pkgs[i].ID)}
 		}
 	}
-	if db.diversions, err = readDiversions(filepath.Join(db.admin, "diversions")); err != nil {
+	if db.diversions, db.divOrder, err = readDiversions(filepath.Join(db.admin, "diversions")); err != nil {
 		return nil, err
 	}
 	return db, nil
@@ -176,33 +187,35 @@ func readNativeArch(admin string) string {
 	return runtime.GOARCH
 }
 
-func readDiversions(file string) (map[string]diversion, error) {
+func readDiversions(file string) (map[string]diversion, []string, error) {
 	out := map[string]diversion{}
 	data, err := os.ReadFile(file)
 	if errors.Is(err, fs.ErrNotExist) {
-		return out, nil
+		return out, nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", file, err)
+		return nil, nil, fmt.Errorf("read %s: %w", file, err)
 	}
 	lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
 	if len(lines) == 1 && lines[0] == "" {
-		return out, nil
+		return out, nil, nil
 	}
 	if len(lines)%3 != 0 {
-		return nil, &backends.CorruptError{File: file, Err: fmt.Errorf("%d lines, not a multiple of 3 (from, to, package)", len(lines))}
+		return nil, nil, &backends.CorruptError{File: file, Err: fmt.Errorf("%d lines, not a multiple of 3 (from, to, package)", len(lines))}
 	}
+	var order []string
 	for i := 0; i < len(lines); i += 3 {
 		from, to, by := lines[i], lines[i+1], lines[i+2]
 		if !strings.HasPrefix(from, "/") || !strings.HasPrefix(to, "/") || by == "" {
-			return nil, &backends.CorruptError{File: file, Record: fmt.Sprintf("line %d", i+1), Err: fmt.Errorf("bad diversion %q -> %q by %q", from, to, by)}
+			return nil, nil, &backends.CorruptError{File: file, Record: fmt.Sprintf("line %d", i+1), Err: fmt.Errorf("bad diversion %q -> %q by %q", from, to, by)}
 		}
 		out[path.Clean(from)] = diversion{to: path.Clean(to), by: by}
+		order = append(order, path.Clean(from))
 	}
-	return out, nil
+	return out, order, nil
 }
 
-func (db *DB) Family() string                  { return "dpkg" }
+func (db *DB) Family() backends.Family           { return backends.Dpkg }
 func (db *DB) NativeArch() string              { return db.native }
 func (db *DB) Packages() []*backends.Package   { return db.pkgs }
 func (db *DB) CompareVersions(a, b string) int { return CompareVersions(a, b) }
@@ -276,38 +289,4 @@ func (db *DB) Files(p *backends.Package) ([]backends.File, error) {
 		return nil, &backends.CorruptError{File: listFile, Err: err}
 	}
 	return out, nil
-}
-
-// Scripts reads preinst, postinst and trigger interests. A fresh install
-// runs "preinst install" then "postinst configure ”" (no old version).
-func (db *DB) Scripts(p *backends.Package) (*backends.Scripts, error) {
-	s := &backends.Scripts{}
-	for _, sc := range []struct {
-		name  string
-		phase backends.ScriptPhase
-		args  []string
-	}{
-		{"preinst", backends.PreInstall, []string{"install"}},
-		{"postinst", backends.PostInstall, []string{"configure", ""}},
-	} {
-		_, data, err := db.infoFile(p, sc.name)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		s.List = append(s.List, backends.Script{Phase: sc.phase, Name: sc.name, Args: sc.args, Body: data})
-	}
-	_, data, err := db.infoFile(p, "triggers")
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, err
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		f := strings.Fields(line)
-		if len(f) >= 2 && (f[0] == "interest" || f[0] == "interest-await" || f[0] == "interest-noawait") {
-			s.TriggerInterests = append(s.TriggerInterests, f[1])
-		}
-	}
-	return s, nil
 }

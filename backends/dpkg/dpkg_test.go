@@ -167,6 +167,7 @@ Provides: x-virtual (= 2)
 		"var/lib/dpkg/info/libx:i386.list":     "/usr/lib/i386/libx.so\n",
 		"var/lib/dpkg/info/dpkg.postinst":      "#!/bin/sh\n",
 		"var/lib/dpkg/info/libx:i386.triggers": "interest-noawait ldconfig\nactivate-noawait foo\n",
+		"var/lib/dpkg/info/libx:i386.postinst": "#!/bin/sh\n",
 		"var/lib/dpkg/diversions":              "/usr/bin/dpkg\n/usr/bin/dpkg.real\nlibx\n",
 	})
 	db, err := Open(root)
@@ -205,9 +206,13 @@ Provides: x-virtual (= 2)
 	if err != nil || len(s.List) != 1 || s.List[0].Name != "postinst" || s.List[0].Args[0] != "configure" {
 		t.Errorf("scripts %+v %v", s, err)
 	}
-	s, err = db.Scripts(libx)
-	if err != nil || len(s.TriggerInterests) != 1 || s.TriggerInterests[0] != "ldconfig" {
-		t.Errorf("triggers %+v %v", s, err)
+	in, err := db.Install([]*backends.Package{dpkgPkg, libx}, nil)
+	if err != nil || len(in.Triggers) != 1 || in.Triggers[0].Package != libx || strings.Join(in.Triggers[0].Args, " ") != "triggered ldconfig" {
+		t.Errorf("triggers %+v %v", in, err)
+	}
+	in, err = db.Install([]*backends.Package{dpkgPkg, libx}, func(string) bool { return false })
+	if err != nil || len(in.Triggers) != 0 {
+		t.Errorf("inactive triggers run: %+v %v", in, err)
 	}
 }
 

@@ -27,6 +27,11 @@ func Detect(root string) bool {
 	return err == nil && fi.IsDir()
 }
 
+var (
+	_ backends.DB        = (*DB)(nil)
+	_ backends.Installer = (*DB)(nil)
+)
+
 // DB is a pacman local database read under a root directory.
 type DB struct {
 	root string
@@ -73,7 +78,7 @@ func Open(root string) (*DB, error) {
 	return db, nil
 }
 
-func (db *DB) Family() string                  { return "pacman" }
+func (db *DB) Family() backends.Family           { return backends.Pacman }
 func (db *DB) NativeArch() string              { return "" }
 func (db *DB) Packages() []*backends.Package   { return db.pkgs }
 func (db *DB) CompareVersions(a, b string) int { return Vercmp(a, b) }
@@ -257,10 +262,9 @@ func (db *DB) Files(p *backends.Package) ([]backends.File, error) {
 
 var postInstall = regexp.MustCompile(`(?m)^[ \t]*(function[ \t]+post_install\b|post_install[ \t]*\(\))`)
 
-// Scripts returns post_install from the package's install file. The
-// runner must do what pacman does: source the whole file in bash and call
-// "post_install VERSION" (Body is the file, Interpreter /bin/bash, Args
-// the version).
+// Scripts returns post_install from the package's install file, run as
+// pacman runs it: bash sources the whole file and calls
+// "post_install VERSION".
 func (db *DB) Scripts(p *backends.Package) (*backends.Scripts, error) {
 	s := &backends.Scripts{}
 	data, err := os.ReadFile(filepath.Join(db.pkgDir(p), "install"))
@@ -273,8 +277,14 @@ func (db *DB) Scripts(p *backends.Package) (*backends.Scripts, error) {
 	if postInstall.Match(data) {
 		s.List = append(s.List, backends.Script{
 			Phase: backends.PostInstall, Name: "post_install", Interpreter: "/bin/bash",
-			Args: []string{p.Version}, Body: data,
+			Function: "post_install", Args: []string{p.Version}, Body: data,
 		})
 	}
 	return s, nil
+}
+
+// Install: pacman runs scripts in the transaction's order, with no
+// environment of its own.
+func (db *DB) Install(pkgs []*backends.Package, _ func(string) bool) (*backends.Install, error) {
+	return &backends.Install{Order: pkgs}, nil
 }

@@ -124,7 +124,7 @@ func TestDB(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(db.Packages()) != 2 || db.Family() != "pacman" || db.NativeArch() != "" {
+	if len(db.Packages()) != 2 || db.Family() != backends.Pacman || db.NativeArch() != "" {
 		t.Fatalf("packages %v", db.Packages())
 	}
 	app := db.Packages()[0]

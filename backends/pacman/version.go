@@ -3,7 +3,7 @@ package pacman
 import (
 	"strings"
 
-	"github.com/gosupermin/gosupermin/backends/rpm"
+	"github.com/gosupermin/gosupermin/internal/vercmp"
 )
 
 // Vercmp orders two [epoch:]pkgver[-pkgrel] versions as pacman's vercmp
@@ -45,9 +45,11 @@ func splitEVR(s string) (epoch, version, release string, hasRelease bool) {
 	return epoch, version, "", false
 }
 
-func isDigit(c byte) bool { return c >= '0' && c <= '9' }
-func isAlpha(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
-func isAlnum(c byte) bool { return isDigit(c) || isAlpha(c) }
+var (
+	isDigit = vercmp.IsDigit
+	isAlpha = vercmp.IsAlpha
+	isAlnum = vercmp.IsAlnum
+)
 
 // segcmp is pacman's variant of rpmvercmp: no "~" or "^", a longer run of
 // separators is newer, and a trailing letter segment is older than the
@@ -75,7 +77,7 @@ func segcmp(a, b string) int {
 			return 1
 		}
 		var c int
-		if c, i, j = rpm.CompareSegment(a, i, b, j); c != 0 {
+		if c, i, j = vercmp.Segment(a, i, b, j); c != 0 {
 			return c
 		}
 		pi, pj = i, j

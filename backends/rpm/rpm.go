@@ -51,6 +51,12 @@ func Detect(root string) bool {
 	return ok
 }
 
+var (
+	_ backends.DB         = (*DB)(nil)
+	_ backends.FileOwners = (*DB)(nil)
+	_ backends.Installer  = (*DB)(nil)
+)
+
 // DB is an rpm database read under a root directory.
 type DB struct {
 	root   string
@@ -180,7 +186,7 @@ func goArch() string {
 	return runtime.GOARCH
 }
 
-func (db *DB) Family() string                  { return "rpm" }
+func (db *DB) Family() backends.Family           { return backends.RPM }
 func (db *DB) NativeArch() string              { return db.native }
 func (db *DB) Packages() []*backends.Package   { return db.pkgs }
 func (db *DB) CompareVersions(a, b string) int { return CompareEVR(a, b) }
@@ -293,4 +299,10 @@ func (db *DB) Scripts(p *backends.Package) (*backends.Scripts, error) {
 		})
 	}
 	return s, nil
+}
+
+// Install: rpm runs scripts in the transaction's order, with no
+// environment of its own and no triggers gosupermin runs.
+func (db *DB) Install(pkgs []*backends.Package, _ func(string) bool) (*backends.Install, error) {
+	return &backends.Install{Order: pkgs}, nil
 }

@@ -1,6 +1,10 @@
 package rpm
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/gosupermin/gosupermin/internal/vercmp"
+)
 
 // Vercmp compares two version or release strings as rpm's rpmvercmp does:
 // alternating runs of digits and letters compared segment by segment
@@ -55,7 +59,7 @@ func Vercmp(a, b string) int {
 			break
 		}
 		var c int
-		if c, i, j = CompareSegment(a, i, b, j); c != 0 {
+		if c, i, j = vercmp.Segment(a, i, b, j); c != 0 {
 			return c
 		}
 	}
@@ -68,47 +72,11 @@ func Vercmp(a, b string) int {
 	return 1
 }
 
-// CompareSegment compares the runs of digits or of letters that start at
-// a[i] and b[j] (both alphanumeric), as rpmvercmp does: numbers
-// numerically, a number above letters. It returns where each run ends.
-// pacman's vercmp, derived from rpmvercmp, shares this step.
-func CompareSegment(a string, i int, b string, j int) (c, ni, nj int) {
-	si, sj := i, j
-	num := isDigit(a[i])
-	run := isAlpha
-	if num {
-		run = isDigit
-	}
-	for i < len(a) && run(a[i]) {
-		i++
-	}
-	for j < len(b) && run(b[j]) {
-		j++
-	}
-	sa, sb := a[si:i], b[sj:j]
-	if sb == "" {
-		// Segments of different kinds: a number is newer than letters.
-		if num {
-			return 1, i, j
-		}
-		return -1, i, j
-	}
-	if num {
-		sa = strings.TrimLeft(sa, "0")
-		sb = strings.TrimLeft(sb, "0")
-		if len(sa) != len(sb) {
-			if len(sa) > len(sb) {
-				return 1, i, j
-			}
-			return -1, i, j
-		}
-	}
-	return strings.Compare(sa, sb), i, j
-}
-
-func isDigit(c byte) bool { return c >= '0' && c <= '9' }
-func isAlpha(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
-func isAlnum(c byte) bool { return isDigit(c) || isAlpha(c) }
+var (
+	isDigit = vercmp.IsDigit
+	isAlpha = vercmp.IsAlpha
+	isAlnum = vercmp.IsAlnum
+)
 
 // SplitEVR splits [epoch:]version[-release]. The epoch is "" when absent;
 // the release is "" when absent.
