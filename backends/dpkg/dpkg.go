@@ -215,7 +215,7 @@ func readDiversions(file string) (map[string]diversion, []string, error) {
 	return out, order, nil
 }
 
-func (db *DB) Family() backends.Family           { return backends.Dpkg }
+func (db *DB) Family() backends.Family         { return backends.Dpkg }
 func (db *DB) NativeArch() string              { return db.native }
 func (db *DB) Packages() []*backends.Package   { return db.pkgs }
 func (db *DB) CompareVersions(a, b string) int { return CompareVersions(a, b) }

@@ -13,7 +13,7 @@ import (
 )
 
 // Scripts reads preinst and postinst as a fresh install runs them:
-// "preinst install" then "postinst configure ''" (no old version), with
+// "preinst install" then "postinst configure" with an empty old version, with
 // dpkg's DPKG_MAINTSCRIPT_* variables; and, when the package has a
 // script, the debconf config script and templates that its confmodule
 // loads from beside it.

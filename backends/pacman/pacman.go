@@ -78,7 +78,7 @@ func Open(root string) (*DB, error) {
 	return db, nil
 }
 
-func (db *DB) Family() backends.Family           { return backends.Pacman }
+func (db *DB) Family() backends.Family         { return backends.Pacman }
 func (db *DB) NativeArch() string              { return "" }
 func (db *DB) Packages() []*backends.Package   { return db.pkgs }
 func (db *DB) CompareVersions(a, b string) int { return Vercmp(a, b) }

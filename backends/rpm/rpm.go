@@ -186,7 +186,7 @@ func goArch() string {
 	return runtime.GOARCH
 }
 
-func (db *DB) Family() backends.Family           { return backends.RPM }
+func (db *DB) Family() backends.Family         { return backends.RPM }
 func (db *DB) NativeArch() string              { return db.native }
 func (db *DB) Packages() []*backends.Package   { return db.pkgs }
 func (db *DB) CompareVersions(a, b string) int { return CompareEVR(a, b) }
