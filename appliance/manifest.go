@@ -318,3 +318,58 @@ func (m *Manifest) Stats() (counts map[Kind]int, bytes int64) {
 	}
 	return counts, bytes
 }
+
+// maxLinks bounds symlink resolution, as the kernel's ELOOP does.
+const maxLinks = 40
+
+// Resolve follows the manifest's symlinks in p as the appliance's kernel
+// would: it returns the path p names and whether an entry is there. A
+// path through a missing entry is returned with its remaining components.
+func (m *Manifest) Resolve(p string) (string, bool) {
+	parts := strings.Split(strings.Trim(path.Clean("/"+p), "/"), "/")
+	cur := "/"
+	for i, hops := 0, 0; i < len(parts); i++ {
+		if parts[i] == "" {
+			continue
+		}
+		next := path.Join(cur, parts[i])
+		e, ok := m.entries[next]
+		if !ok {
+			return path.Join(append([]string{next}, parts[i+1:]...)...), false
+		}
+		if e.Kind == Symlink {
+			if hops++; hops > maxLinks {
+				return next, false
+			}
+			t := e.Link
+			if !path.IsAbs(t) {
+				t = path.Join(cur, t)
+			}
+			parts = append(strings.Split(strings.Trim(path.Clean(t), "/"), "/"), parts[i+1:]...)
+			cur, i = "/", -1
+			continue
+		}
+		cur = next
+	}
+	return cur, true
+}
+
+// Merge returns a new manifest with the entries of base and those of over
+// laid on them, as a later layer overrides an earlier one; where both
+// have a directory, base's is kept. The entries themselves are shared,
+// not copied: neither input may change afterwards (sealed ones cannot).
+func Merge(base, over *Manifest) (*Manifest, error) {
+	out := &Manifest{entries: make(map[string]*Entry, len(base.entries)+len(over.entries))}
+	for p, e := range base.entries {
+		out.entries[p] = e
+	}
+	for _, e := range over.Entries() {
+		if old, ok := out.entries[e.Path]; ok && old.Kind == Dir && e.Kind == Dir {
+			continue
+		}
+		if err := out.Put(*e); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}

@@ -129,13 +129,13 @@ func TestBoot(t *testing.T) {
 	gosupermin(t, bin, nil, "--build", "-f", "cpio", "--compress", "gzip", sd, "-o", gzOut)
 	uuid := ext2UUID(t, filepath.Join(ext2Out, "root"))
 
-	ext2Boot := func(scsi bool, app string) Boot {
-		return Boot{Kernel: filepath.Join(ext2Out, "kernel"), Initrd: filepath.Join(ext2Out, "initrd"),
+	ext2Boot := func(scsi bool, app string) qemuBoot {
+		return qemuBoot{Kernel: filepath.Join(ext2Out, "kernel"), Initrd: filepath.Join(ext2Out, "initrd"),
 			Disks: []string{filepath.Join(ext2Out, "root")}, SCSI: scsi, Append: app}
 	}
 	for _, tc := range []struct {
 		name    string
-		boot    Boot
+		boot    qemuBoot
 		marker  string
 		want    []string
 		notWant []string
@@ -171,7 +171,7 @@ func TestBoot(t *testing.T) {
 		},
 		{
 			name:   "cpio zstd",
-			boot:   Boot{Kernel: filepath.Join(cpioOut, "kernel"), Initrd: filepath.Join(cpioOut, "initrd")},
+			boot:   qemuBoot{Kernel: filepath.Join(cpioOut, "kernel"), Initrd: filepath.Join(cpioOut, "initrd")},
 			marker: "APPLIANCE-INIT-RAN",
 			want: []string{
 				"FIRSTBOOT-RAN proc=yes dev=yes sys=yes root=tmpfs",
@@ -180,7 +180,7 @@ func TestBoot(t *testing.T) {
 		},
 		{
 			name:    "cpio gzip init=",
-			boot:    Boot{Kernel: filepath.Join(gzOut, "kernel"), Initrd: filepath.Join(gzOut, "initrd"), Append: "init=/init2"},
+			boot:    qemuBoot{Kernel: filepath.Join(gzOut, "kernel"), Initrd: filepath.Join(gzOut, "initrd"), Append: "init=/init2"},
 			marker:  "SECOND-INIT-RAN",
 			want:    []string{"SECOND-INIT-RAN fs=tmpfs init-kept=yes"},
 			notWant: []string{"APPLIANCE-INIT-RAN"},

@@ -115,7 +115,7 @@ func TestBuildFixtureChroot(t *testing.T) {
 	write("hostfiles", "/usr/bin/recp*\n/nothing/matches/*\n")
 	write("zz-empty", "")
 	out := filepath.Join(dir, "out")
-	b := BuildOptions{Options: quiet(t), Inputs: []string{sd}, Out: out, Format: "chroot", IncludePackageList: true}
+	b := BuildOptions{Options: quiet(t), Inputs: []string{sd}, Out: out, Format: Chroot{}, IncludePackageList: true}
 	if err := Build(context.Background(), b); err != nil {
 		t.Fatal(err)
 	}
@@ -188,7 +188,7 @@ func TestBuildIfNewer(t *testing.T) {
 		os.Chtimes(filepath.Join(root, p), old, old)
 	}
 	out := filepath.Join(dir, "out")
-	b := BuildOptions{Options: Options{Root: root}, Inputs: []string{sd}, Out: out, Format: "chroot", IfNewer: true}
+	b := BuildOptions{Options: Options{Root: root}, Inputs: []string{sd}, Out: out, Format: Chroot{}, IfNewer: true}
 	if err := Build(context.Background(), b); err != nil {
 		t.Fatal(err)
 	}
@@ -264,7 +264,7 @@ func TestBuildCancelled(t *testing.T) {
 	os.WriteFile(filepath.Join(out, "previous"), []byte("x"), 0o644)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	err := Build(ctx, BuildOptions{Options: quiet(t), Inputs: []string{sd}, Out: out, Format: "chroot"})
+	err := Build(ctx, BuildOptions{Options: quiet(t), Inputs: []string{sd}, Out: out, Format: Chroot{}})
 	if err == nil {
 		t.Fatal("a cancelled build succeeded")
 	}
@@ -291,7 +291,7 @@ func TestBuildClampsTimes(t *testing.T) {
 		now := time.Now().Add(time.Duration(i) * time.Minute)
 		os.Chtimes(filepath.Join(root, "usr/bin"), now, now)
 		out := filepath.Join(dir, "out")
-		b := BuildOptions{Options: Options{Root: root, Epoch: epoch}, Inputs: []string{sd}, Out: out, Format: "chroot"}
+		b := BuildOptions{Options: Options{Root: root, Epoch: epoch}, Inputs: []string{sd}, Out: out, Format: Chroot{}}
 		if err := Build(context.Background(), b); err != nil {
 			t.Fatal(err)
 		}

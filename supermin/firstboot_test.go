@@ -78,7 +78,7 @@ func fbBuild(t *testing.T, root string, roots []string, fb bool) (string, *fbLog
 	l := &fbLog{}
 	err := Build(context.Background(), BuildOptions{
 		Options: Options{Root: root, Log: l.log, Verbose: 1},
-		Inputs:  []string{sd}, Out: out, Format: "chroot", Firstboot: fb,
+		Inputs:  []string{sd}, Out: out, Format: Chroot{}, Firstboot: fb,
 	})
 	if err != nil {
 		t.Fatalf("build %v: %v\n%s", roots, err, l)
@@ -484,7 +484,7 @@ func TestFirstbootHost(t *testing.T) {
 				t.Fatal(err)
 			}
 			if err := Build(ctx, BuildOptions{Options: Options{Log: l.log, Verbose: 1}, Inputs: []string{sd}, Out: out,
-				Format: "chroot", Firstboot: true}); err != nil {
+				Format: Chroot{}, Firstboot: true}); err != nil {
 				t.Fatalf("%v\n%s", err, l)
 			}
 			at := func(p string) string { return filepath.Join(out, p) }

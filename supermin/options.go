@@ -1,12 +1,9 @@
-// Package supermin implements the two steps of an appliance's life: Prepare
-// records package roots in a supermin.d, Build turns one into an appliance.
 package supermin
 
 import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"time"
 )
 
@@ -14,12 +11,19 @@ import (
 type Options struct {
 	// Root is the tree whose package database and files are used ("/").
 	Root string
-	// Verbose is the number of -v given.
+	// Verbose is the level of messages passed to Log (0: warnings only).
 	Verbose int
 	// Log receives messages; level 0 are warnings, always shown.
 	Log func(level int, msg string)
-	// Epoch is SOURCE_DATE_EPOCH; zero when unset.
+	// Epoch, when set (SOURCE_DATE_EPOCH), is the time of every entry
+	// made up, and no time in the output is later.
 	Epoch time.Time
+}
+
+func (o *Options) log(level int, msg string) {
+	if o.Log != nil && level <= o.Verbose {
+		o.Log(level, msg)
+	}
 }
 
 func (o *Options) logf(level int, format string, args ...any) {
@@ -40,23 +44,10 @@ func (o *Options) root() (string, error) {
 	}
 	fi, err := os.Stat(abs)
 	if err != nil {
-		return "", fmt.Errorf("--root: %w", err)
+		return "", fmt.Errorf("root: %w", err)
 	}
 	if !fi.IsDir() {
-		return "", fmt.Errorf("--root %s: not a directory", o.Root)
+		return "", fmt.Errorf("root %s: not a directory", o.Root)
 	}
 	return abs, nil
-}
-
-// EpochFromEnv reads SOURCE_DATE_EPOCH.
-func EpochFromEnv() (time.Time, error) {
-	s, ok := os.LookupEnv("SOURCE_DATE_EPOCH")
-	if !ok || s == "" {
-		return time.Time{}, nil
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n < 0 {
-		return time.Time{}, fmt.Errorf("SOURCE_DATE_EPOCH=%q: not a number of seconds", s)
-	}
-	return time.Unix(n, 0).UTC(), nil
 }

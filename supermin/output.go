@@ -111,7 +111,7 @@ func Lock(file, out string) (func(), error) {
 		absF, _ := filepath.Abs(file)
 		absO, _ := filepath.Abs(out)
 		if absF == absO || strings.HasPrefix(absF, absO+string(filepath.Separator)) {
-			return nil, fmt.Errorf("--lock %s: the lock file must not be inside the output %s", file, out)
+			return nil, fmt.Errorf("lock file %s: it must not be inside the output %s", file, out)
 		}
 	}
 	f, err := os.OpenFile(file, os.O_RDWR|os.O_CREATE, 0o644)

@@ -121,7 +121,7 @@ func TestPacmanTree(t *testing.T) {
 	}
 	out := filepath.Join(t.TempDir(), "appliance")
 	start := time.Now()
-	if err := Build(context.Background(), BuildOptions{Options: opts, Inputs: []string{sd}, Out: out, Format: "chroot", IncludePackageList: true}); err != nil {
+	if err := Build(context.Background(), BuildOptions{Options: opts, Inputs: []string{sd}, Out: out, Format: Chroot{}, IncludePackageList: true}); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("pacman chroot build: %v", time.Since(start))
@@ -175,7 +175,7 @@ func TestPacmanTree(t *testing.T) {
 	if err := os.WriteFile(desc, []byte("this is not\na desc file\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	err = Build(context.Background(), BuildOptions{Options: Options{Root: root}, Inputs: []string{sd}, Out: filepath.Join(t.TempDir(), "a"), Format: "chroot"})
+	err = Build(context.Background(), BuildOptions{Options: Options{Root: root}, Inputs: []string{sd}, Out: filepath.Join(t.TempDir(), "a"), Format: Chroot{}})
 	if err == nil || !strings.Contains(err.Error(), "gs-lib-1:1.5-2") {
 		t.Errorf("build on a garbage desc: %v", err)
 	}

@@ -37,7 +37,7 @@ func Prepare(ctx context.Context, o PrepareOptions) error {
 	o.logf(1, "package database: %s under %s", driver, root)
 	roots := sortedUnique(o.Packages)
 	if len(roots) == 0 {
-		return errors.New("--prepare: no packages given")
+		return errNoPackages
 	}
 	cl, err := resolver.Resolve(db, roots, func(msg string) { o.warnf("%s", msg) })
 	if err != nil {

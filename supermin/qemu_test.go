@@ -81,8 +81,8 @@ func gosupermin(t testing.TB, bin string, env []string, args ...string) string {
 	return string(out)
 }
 
-// Boot describes one qemu run.
-type Boot struct {
+// qemuBoot describes one qemu run.
+type qemuBoot struct {
 	Kernel, Initrd string
 	Disks          []string // raw images, attached read-write as snapshots (the file is not changed)
 	SCSI           bool     // attach Disks with virtio-scsi (as libguestfs does) instead of virtio-blk
@@ -110,7 +110,7 @@ func accel() string {
 
 // bootQemu boots b with qemu and returns the console. It fails the test
 // only if qemu cannot run; timeouts are reported in the result.
-func bootQemu(t testing.TB, qemu string, b Boot) BootResult {
+func bootQemu(t testing.TB, qemu string, b qemuBoot) BootResult {
 	t.Helper()
 	if b.Timeout == 0 {
 		b.Timeout = 180 * time.Second

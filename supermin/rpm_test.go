@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"github.com/gosupermin/gosupermin/appliance/kernel"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -178,7 +179,7 @@ func TestRPMTree(t *testing.T) {
 
 	out := filepath.Join(t.TempDir(), "appliance")
 	start := time.Now()
-	err = Build(context.Background(), BuildOptions{Options: opts, Inputs: []string{sd}, Out: out, Format: "chroot", IncludePackageList: true})
+	err = Build(context.Background(), BuildOptions{Options: opts, Inputs: []string{sd}, Out: out, Format: Chroot{}, IncludePackageList: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,37 +242,29 @@ func TestRPMTree(t *testing.T) {
 	buildExt2(t, opts, sd, got)
 }
 
-// buildExt2 builds the ext2 format when it is registered, and compares
-// its files with the chroot's when debugfs can read them back.
+// buildExt2 builds the ext2 format and compares its files with the
+// chroot's when debugfs can read them back.
 func buildExt2(t *testing.T, opts Options, sd string, want map[string]bool) {
 	t.Helper()
-	if _, ok := Formats["ext2"]; !ok {
-		t.Log("ext2 format not registered: ext2 part skipped")
-		return
-	}
 	// The fixture trees have no kernel: give the ext2 writer a stand-in
 	// under the root (it copies the modules directory into the image).
 	modules := filepath.Join(opts.Root, "lib/modules/6.1.0-gs")
-	kernel := filepath.Join(modules, "vmlinuz")
+	kernelFile := filepath.Join(modules, "vmlinuz")
 	if err := os.MkdirAll(modules, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(filepath.Join(opts.Root, "lib")) })
-	if err := os.WriteFile(kernel, make([]byte, 64<<10), 0o644); err != nil {
+	if err := os.WriteFile(kernelFile, make([]byte, 64<<10), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(modules, "modules.dep"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	t.Setenv("SUPERMIN_KERNEL", kernel)
-	t.Setenv("SUPERMIN_KERNEL_VERSION", "6.1.0-gs")
-	t.Setenv("SUPERMIN_MODULES", modules)
-	if os.Getenv("GOSUPERMIN_INIT") == "" {
-		t.Setenv("GOSUPERMIN_INIT", staticInit(t))
-	}
+	boot := Boot{Kernel: kernel.Options{Kernel: kernelFile, Version: "6.1.0-gs", Modules: modules}, Init: staticInit(t)}
 	out := filepath.Join(t.TempDir(), "appliance.d")
 	start := time.Now()
-	err := Build(context.Background(), BuildOptions{Options: opts, Inputs: []string{sd}, Out: out, Format: "ext2", Size: 64 << 20, IncludePackageList: true})
+	err := Build(context.Background(), BuildOptions{Options: opts, Inputs: []string{sd}, Out: out,
+		Format: &Ext2{Boot: boot, Size: 64 << 20}, IncludePackageList: true})
 	if err != nil {
 		t.Fatalf("ext2 build: %v", err)
 	}
@@ -388,7 +381,7 @@ func TestRPMCorruptHeader(t *testing.T) {
 		t.Fatalf("Open of a database with a truncated header: %v", err)
 	}
 	t.Logf("corrupt header: %v", err)
-	if err := Build(context.Background(), BuildOptions{Options: Options{Root: root}, Inputs: []string{t.TempDir()}, Out: filepath.Join(t.TempDir(), "a"), Format: "chroot"}); err == nil || !strings.Contains(err.Error(), "rpmdb.sqlite") {
+	if err := Build(context.Background(), BuildOptions{Options: Options{Root: root}, Inputs: []string{t.TempDir()}, Out: filepath.Join(t.TempDir(), "a"), Format: Chroot{}}); err == nil || !strings.Contains(err.Error(), "rpmdb.sqlite") {
 		t.Errorf("build on a corrupt database: %v", err)
 	}
 }

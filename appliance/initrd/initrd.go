@@ -80,109 +80,164 @@ func ParseConfig(b []byte) Config {
 	return c
 }
 
-// Options for Add.
+// Options say what goes into an initrd.
 type Options struct {
 	Format   string // FormatExt2 or FormatCPIO
-	Kernel   string
-	Init     appliance.Source // the init program
+	Kernel   string // release of the kernel the modules are for
+	Init     appliance.Source
 	InitSize int64
-	Modules  []Module
-	Data     [][]byte // decompressed contents of Modules
-	Time     time.Time
+	Modules  []LoadedModule // in load order
+	Time     time.Time      // of the entries made
 }
 
-// Add puts the init, the modules and the config into m: an empty
+// LoadedModule is a module with its decompressed contents.
+type LoadedModule struct {
+	Module
+	Data []byte
+}
+
+// Manifest is the ext2 format's initrd: our init, the modules and the
+// config, with the mount points init uses. It is sealed.
+func Manifest(o Options) (*appliance.Manifest, error) {
+	m := appliance.New()
+	if err := add(m, o); err != nil {
+		return nil, err
+	}
+	return m, m.Seal()
+}
+
+// Overlay is the cpio format's initramfs: the appliance app with our
+// init, the modules and the config added. The appliance's own /init, if
+// any, moves to ApplianceInit (init puts it back at boot). app is not
+// changed; the result is sealed.
+func Overlay(app *appliance.Manifest, o Options) (*appliance.Manifest, error) {
+	m, err := appliance.Merge(app, appliance.New())
+	if err != nil {
+		return nil, err
+	}
+	if err := add(m, o); err != nil {
+		return nil, err
+	}
+	return m, m.Seal()
+}
+
+// add puts the init, the modules and the config into m: an empty
 // manifest for the ext2 format's initrd, the appliance for cpio.
-func Add(m *appliance.Manifest, o Options) error {
-	if len(o.Data) != len(o.Modules) {
-		return errors.New("initrd: module data does not match the modules")
+func add(m *appliance.Manifest, o Options) error {
+	l := layout{m: m, o: o}
+	if _, ok := m.Get("/"); !ok {
+		if err := l.dir("/", 0o755); err != nil {
+			return err
+		}
 	}
 	cfg := Config{Format: o.Format, Kernel: o.Kernel}
-	put := func(e appliance.Entry) error {
-		if e.ModTime.IsZero() {
-			e.ModTime = o.Time
-		}
-		return m.Put(e)
+	moved, err := l.moveApplianceInit()
+	if err != nil {
+		return err
 	}
-	dir := func(p string, mode uint32) error {
-		if old, ok := m.Get(p); ok {
-			if old.Kind == appliance.Dir {
-				return nil
-			}
-			if o.Format == FormatCPIO && old.Kind == appliance.Symlink && p != Dir {
-				return nil // the appliance's own layout: leave it
-			}
-		}
-		return put(appliance.Entry{Path: p, Kind: appliance.Dir, Mode: mode})
-	}
-	if _, ok := m.Get("/"); !ok {
-		if err := dir("/", 0o755); err != nil {
+	cfg.ApplianceInit = moved
+	for _, step := range []func() error{
+		func() error { return l.dir(Dir, 0o700) },
+		func() error { return l.dir(KODir, 0o700) },
+		func() error {
+			return l.put(appliance.Entry{Path: InitPath, Kind: appliance.Regular, Mode: 0o755, Size: o.InitSize, Data: o.Init})
+		},
+		func() error { return l.file(ConfigFile, cfg.Marshal()) },
+		l.modules,
+		l.mountPoints,
+	} {
+		if err := step(); err != nil {
 			return err
-		}
-	}
-	if old, ok := m.Get(InitPath); ok {
-		if o.Format != FormatCPIO {
-			return errors.New("initrd: /init already present")
-		}
-		if old.Kind == appliance.Dir {
-			return errors.New("the appliance's /init is a directory: there is no room for gosupermin's init")
-		}
-		if err := move(m, InitPath, ApplianceInit); err != nil {
-			return err
-		}
-		cfg.ApplianceInit = true
-	}
-	if err := dir(Dir, 0o700); err != nil {
-		return err
-	}
-	if err := dir(KODir, 0o700); err != nil {
-		return err
-	}
-	if err := put(appliance.Entry{Path: InitPath, Kind: appliance.Regular, Mode: 0o755, Size: o.InitSize, Data: o.Init}); err != nil {
-		return err
-	}
-	cb := cfg.Marshal()
-	if err := put(appliance.Entry{Path: ConfigFile, Kind: appliance.Regular, Mode: 0o644, Size: int64(len(cb)), Data: appliance.Bytes(cb)}); err != nil {
-		return err
-	}
-	var order strings.Builder
-	for i, mod := range o.Modules {
-		order.WriteString(mod.FileName() + "\n")
-		if err := put(appliance.Entry{Path: KODir + "/" + mod.FileName(), Kind: appliance.Regular, Mode: 0o644,
-			Size: int64(len(o.Data[i])), Data: appliance.Bytes(o.Data[i])}); err != nil {
-			return err
-		}
-	}
-	ob := []byte(order.String())
-	if err := put(appliance.Entry{Path: ModulesFile, Kind: appliance.Regular, Mode: 0o644, Size: int64(len(ob)), Data: appliance.Bytes(ob)}); err != nil {
-		return err
-	}
-	// Mount points, and a console for the kernel to open before devtmpfs.
-	mounts := []string{"/dev", "/proc", "/sys"}
-	if o.Format != FormatCPIO {
-		mounts = append(mounts, "/root")
-	}
-	for _, p := range mounts {
-		if _, ok := m.Get(p); !ok {
-			mode := uint32(0o755)
-			if p == "/root" {
-				mode = 0o700
-			} else if p == "/proc" || p == "/sys" {
-				mode = 0o555
-			}
-			if err := dir(p, mode); err != nil {
-				return err
-			}
-		}
-	}
-	if d, ok := m.Get("/dev"); ok && d.Kind == appliance.Dir {
-		if _, ok := m.Get("/dev/console"); !ok {
-			if err := put(appliance.Entry{Path: "/dev/console", Kind: appliance.CharDev, Mode: 0o600, Major: 5, Minor: 1}); err != nil {
-				return err
-			}
 		}
 	}
 	return m.Check()
+}
+
+// layout adds the initrd's entries to one manifest.
+type layout struct {
+	m *appliance.Manifest
+	o Options
+}
+
+func (l layout) put(e appliance.Entry) error {
+	if e.ModTime.IsZero() {
+		e.ModTime = l.o.Time
+	}
+	return l.m.Put(e)
+}
+
+func (l layout) file(p string, data []byte) error {
+	return l.put(appliance.Entry{Path: p, Kind: appliance.Regular, Mode: 0o644, Size: int64(len(data)), Data: appliance.Bytes(data)})
+}
+
+// dir makes directory p unless the manifest has one there, or (cpio) the
+// appliance's own symlink in its stead.
+func (l layout) dir(p string, mode uint32) error {
+	if old, ok := l.m.Get(p); ok {
+		if old.Kind == appliance.Dir {
+			return nil
+		}
+		if l.o.Format == FormatCPIO && old.Kind == appliance.Symlink && p != Dir {
+			return nil // the appliance's own layout: leave it
+		}
+	}
+	return l.put(appliance.Entry{Path: p, Kind: appliance.Dir, Mode: mode})
+}
+
+// moveApplianceInit moves the appliance's /init aside (cpio): ours takes
+// its place. It says whether there was one.
+func (l layout) moveApplianceInit() (bool, error) {
+	old, ok := l.m.Get(InitPath)
+	switch {
+	case !ok:
+		return false, nil
+	case l.o.Format != FormatCPIO:
+		return false, errors.New("initrd: /init already present")
+	case old.Kind == appliance.Dir:
+		return false, errors.New("the appliance's /init is a directory: there is no room for gosupermin's init")
+	}
+	return true, move(l.m, InitPath, ApplianceInit)
+}
+
+// modules saves the modules and their load order.
+func (l layout) modules() error {
+	var order strings.Builder
+	for _, mod := range l.o.Modules {
+		order.WriteString(mod.FileName() + "\n")
+		if err := l.file(KODir+"/"+mod.FileName(), mod.Data); err != nil {
+			return err
+		}
+	}
+	return l.file(ModulesFile, []byte(order.String()))
+}
+
+// mountPoints makes what init mounts (and /root for ext2), and a console
+// for the kernel to open before devtmpfs.
+func (l layout) mountPoints() error {
+	mounts := []string{"/dev", "/proc", "/sys"}
+	if l.o.Format != FormatCPIO {
+		mounts = append(mounts, "/root")
+	}
+	for _, p := range mounts {
+		if _, ok := l.m.Get(p); ok {
+			continue
+		}
+		mode := uint32(0o755)
+		if p == "/root" {
+			mode = 0o700
+		} else if p == "/proc" || p == "/sys" {
+			mode = 0o555
+		}
+		if err := l.dir(p, mode); err != nil {
+			return err
+		}
+	}
+	if d, ok := l.m.Get("/dev"); ok && d.Kind == appliance.Dir {
+		if _, ok := l.m.Get("/dev/console"); !ok {
+			return l.put(appliance.Entry{Path: "/dev/console", Kind: appliance.CharDev, Mode: 0o600, Major: 5, Minor: 1})
+		}
+	}
+	return nil
 }
 
 // move renames the entry at from to to, keeping hard links whole: the
@@ -193,7 +248,9 @@ func move(m *appliance.Manifest, from, to string) error {
 	if e.Kind != appliance.Regular && e.Kind != appliance.Hardlink {
 		c := *e
 		c.Path = to
-		m.Remove(from)
+		if err := m.Remove(from); err != nil {
+			return err
+		}
 		return m.Put(c)
 	}
 	head := from
@@ -212,7 +269,9 @@ func move(m *appliance.Manifest, from, to string) error {
 	}
 	proto := *data
 	for i, n := range names {
-		m.Remove(n)
+		if err := m.Remove(n); err != nil {
+			return err
+		}
 		if n == from {
 			names[i] = to
 		}

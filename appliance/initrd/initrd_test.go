@@ -167,8 +167,8 @@ func TestLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, m := range mods {
-		if want := elfData(m.Name); !bytes.Equal(data[i], want) {
-			t.Errorf("%s: %q, want %q", m.Path, data[i], want)
+		if want := elfData(m.Name); !bytes.Equal(data[i].Data, want) || data[i].Module != m {
+			t.Errorf("%s: %+v, want %q", m.Path, data[i], want)
 		}
 		if !strings.HasSuffix(m.FileName(), ".ko") || strings.Contains(m.FileName(), "-") {
 			t.Errorf("%s: file name %q", m.Path, m.FileName())
@@ -286,11 +286,12 @@ func FuzzParseSoftdeps(f *testing.F) {
 
 var when = time.Unix(1700000000, 0)
 
-func TestAddExt2(t *testing.T) {
-	m := appliance.New()
-	mods := []Module{{Name: "virtio_ring", Path: "kernel/drivers/virtio/virtio_ring.ko"}, {Name: "crc32c_intel", Path: "kernel/arch/x86/crypto/crc32c-intel.ko.xz"}}
-	err := Add(m, Options{Format: FormatExt2, Kernel: "6.1.0-1-amd64", Init: appliance.Bytes("init"), InitSize: 4,
-		Modules: mods, Data: [][]byte{[]byte("a"), []byte("bb")}, Time: when})
+func TestManifestExt2(t *testing.T) {
+	mods := []LoadedModule{
+		{Module{Name: "virtio_ring", Path: "kernel/drivers/virtio/virtio_ring.ko"}, []byte("a")},
+		{Module{Name: "crc32c_intel", Path: "kernel/arch/x86/crypto/crc32c-intel.ko.xz"}, []byte("bb")}}
+	m, err := Manifest(Options{Format: FormatExt2, Kernel: "6.1.0-1-amd64", Init: appliance.Bytes("init"), InitSize: 4,
+		Modules: mods, Time: when})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -319,10 +320,11 @@ func TestAddExt2(t *testing.T) {
 	}
 }
 
-// TestAddCPIOKeepsApplianceInit: the appliance's /init, hard-linked to
-// /sbin/init, moves aside with its links intact.
-func TestAddCPIOKeepsApplianceInit(t *testing.T) {
-	m := appliance.New()
+// TestOverlayKeepsApplianceInit: the appliance's /init, hard-linked to
+// /sbin/init, moves aside with its links intact, and the appliance's
+// manifest is left as it was.
+func TestOverlayKeepsApplianceInit(t *testing.T) {
+	app := appliance.New()
 	for _, e := range []appliance.Entry{
 		{Path: "/", Kind: appliance.Dir, Mode: 0o755},
 		{Path: "/dev", Kind: appliance.Symlink, Link: "run/dev"},
@@ -331,13 +333,19 @@ func TestAddCPIOKeepsApplianceInit(t *testing.T) {
 		{Path: "/sbin/init", Kind: appliance.Hardlink, Link: "/init"},
 		{Path: "/sbin/other", Kind: appliance.Hardlink, Link: "/init"},
 	} {
-		if err := m.Put(e); err != nil {
+		if err := app.Put(e); err != nil {
 			t.Fatal(err)
 		}
 	}
-	err := Add(m, Options{Format: FormatCPIO, Kernel: "k", Init: appliance.Bytes("ours"), InitSize: 4, Time: when})
+	if err := app.Seal(); err != nil {
+		t.Fatal(err)
+	}
+	m, err := Overlay(app, Options{Format: FormatCPIO, Kernel: "k", Init: appliance.Bytes("ours"), InitSize: 4, Time: when})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if e, _ := app.Get(InitPath); e.Kind != appliance.Regular || string(e.Data.(appliance.Bytes)) != "#!/bin/sh" || app.Len() != 6 {
+		t.Errorf("the appliance's manifest changed: /init %+v, %d entries", e, app.Len())
 	}
 	a, _ := m.Get(ApplianceInit)
 	if a == nil || a.Kind != appliance.Regular || string(a.Data.(appliance.Bytes)) != "#!/bin/sh" {
@@ -363,17 +371,17 @@ func TestAddCPIOKeepsApplianceInit(t *testing.T) {
 	}
 
 	// /init as the link, /sbin/init holding the data.
-	m = appliance.New()
+	app = appliance.New()
 	for _, e := range []appliance.Entry{
 		{Path: "/", Kind: appliance.Dir, Mode: 0o755},
 		{Path: "/a", Kind: appliance.Regular, Mode: 0o755, Size: 1, Data: appliance.Bytes("x")},
 		{Path: "/init", Kind: appliance.Hardlink, Link: "/a"},
 	} {
-		if err := m.Put(e); err != nil {
+		if err := app.Put(e); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := Add(m, Options{Format: FormatCPIO, Init: appliance.Bytes("ours"), InitSize: 4, Time: when}); err != nil {
+	if m, err = Overlay(app, Options{Format: FormatCPIO, Init: appliance.Bytes("ours"), InitSize: 4, Time: when}); err != nil {
 		t.Fatal(err)
 	}
 	if e, _ := m.Get(ApplianceInit); e.Kind != appliance.Regular {

@@ -362,10 +362,10 @@ func Decompress(file string) ([]byte, error) {
 	return data, nil
 }
 
-// Load decompresses the modules (in parallel) and returns their contents
-// in the same order.
-func (d *ModDir) Load(mods []Module) ([][]byte, error) {
-	out := make([][]byte, len(mods))
+// Load decompresses the modules (in parallel) and returns them with
+// their contents, in the same order.
+func (d *ModDir) Load(mods []Module) ([]LoadedModule, error) {
+	out := make([]LoadedModule, len(mods))
 	errs := make([]error, len(mods))
 	next := make(chan int)
 	var wg sync.WaitGroup
@@ -374,7 +374,8 @@ func (d *ModDir) Load(mods []Module) ([][]byte, error) {
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				out[i], errs[i] = Decompress(filepath.Join(d.Dir, filepath.FromSlash(mods[i].Path)))
+				out[i].Module = mods[i]
+				out[i].Data, errs[i] = Decompress(filepath.Join(d.Dir, filepath.FromSlash(mods[i].Path)))
 			}
 		}()
 	}
@@ -389,4 +390,15 @@ func (d *ModDir) Load(mods []Module) ([][]byte, error) {
 		}
 	}
 	return out, nil
+}
+
+// LoadDefault loads the modules that the mini initrd needs from the
+// module directory dir: DefaultPatterns minus DefaultExcludes, with
+// everything they need, in load order.
+func LoadDefault(dir string) ([]LoadedModule, error) {
+	md, err := Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	return md.Load(md.Select(DefaultPatterns, DefaultExcludes))
 }

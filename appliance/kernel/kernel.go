@@ -3,8 +3,9 @@
 //
 // Order of choice:
 //
-//  1. SUPERMIN_KERNEL names the kernel file; its release is
-//     SUPERMIN_KERNEL_VERSION, else the one in the bzImage header.
+//  1. Options.Kernel names the kernel file (supermin's SUPERMIN_KERNEL);
+//     its release is Options.Version (SUPERMIN_KERNEL_VERSION), else the
+//     one in the bzImage header.
 //  2. Otherwise /lib/modules/*/vmlinuz (Fedora, Arch, recent Debian-likes):
 //     the newest release whose directory has modules.dep.
 //  3. Otherwise /boot/vmlinu?-*: kernels named for the host CPU model
@@ -16,7 +17,8 @@
 // skipped. Releases are ordered by a real version comparison (Compare) and
 // backup names (.old, .bak, ...) never win. The release is taken from the
 // file name, or from the bzImage header when the name does not give a
-// release that has modules. SUPERMIN_MODULES overrides the module directory.
+// release that has modules. Options.Modules (SUPERMIN_MODULES) overrides
+// the module directory.
 //
 // The chosen kernel must be readable: a kernel the user cannot read (Ubuntu
 // installs /boot/vmlinuz-* mode 0600) is an error at once, saying how to
@@ -45,29 +47,35 @@ type Kernel struct {
 
 // Options for Find.
 type Options struct {
-	// Root is the tree to search ("/" if empty). Paths given in the
-	// environment are host paths and are used as they are.
+	// Root is the tree to search ("/" if empty). Kernel and Modules are
+	// host paths, used as they are.
 	Root string
-	// HostCPU is --host-cpu; empty means the machine gosupermin runs on.
+	// HostCPU is the CPU model whose kernels are preferred; empty means
+	// the machine gosupermin runs on.
 	HostCPU string
-	// Getenv reads the environment (os.Getenv if nil).
-	Getenv func(string) string
+	// Kernel, when set, is the kernel file to use instead of searching;
+	// Version is its release, read from its header when empty.
+	Kernel, Version string
+	// Modules, when set, is the module directory instead of
+	// /lib/modules/RELEASE under Root.
+	Modules string
 	// Log, if set, receives a line about each candidate skipped and why.
 	Log func(msg string)
 }
+
+// Errors Find wraps, so that callers can add their own advice.
+var (
+	ErrNotFound   = errors.New("no kernel found")
+	ErrNoVersion  = errors.New("the kernel's release is unknown")
+	ErrNoModules  = errors.New("the kernel has no module directory")
+	ErrUnreadable = errors.New("the kernel is not readable")
+)
 
 // minSize is the size under which a "kernel" is a stub, not a kernel.
 const minSize = 10000
 
 // openFile opens a kernel for reading; tests replace it.
 var openFile = func(p string) (io.ReadCloser, error) { return os.Open(p) }
-
-func (o *Options) getenv(k string) string {
-	if o.Getenv != nil {
-		return o.Getenv(k)
-	}
-	return os.Getenv(k)
-}
 
 func (o *Options) logf(format string, args ...any) {
 	if o.Log != nil {
@@ -93,14 +101,14 @@ func Find(o Options) (*Kernel, error) {
 		return nil, err
 	}
 	if fi, err := os.Stat(filepath.Join(k.ModDir, "modules.dep")); err != nil || !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("kernel %s: no modules.dep in %s (run depmod %s, or set SUPERMIN_MODULES)", k.Path, k.ModDir, k.Version)
+		return nil, fmt.Errorf("kernel %s: %w: no modules.dep in %s (run depmod %s)", k.Path, ErrNoModules, k.ModDir, k.Version)
 	}
 	return k, nil
 }
 
 func find(o *Options) (*Kernel, error) {
-	if kpath := o.getenv("SUPERMIN_KERNEL"); kpath != "" {
-		return fromEnv(o, kpath)
+	if o.Kernel != "" {
+		return given(o)
 	}
 	if k, err := fromLibModules(o); k != nil || err != nil {
 		return k, err
@@ -108,36 +116,37 @@ func find(o *Options) (*Kernel, error) {
 	if k, err := fromBoot(o); k != nil || err != nil {
 		return k, err
 	}
-	return nil, fmt.Errorf("no kernel found: looked for %s and %s. Install the distribution's kernel "+
-		"(Debian/Ubuntu: apt-get install linux-image-amd64 or linux-image-generic; Fedora: dnf install kernel-core), "+
-		"or set SUPERMIN_KERNEL to a kernel image and SUPERMIN_MODULES to its module directory (containers and WSL have no kernel of their own)",
-		o.host("/lib/modules/*/vmlinuz"), o.host("/boot/vmlinu?-*"))
+	return nil, fmt.Errorf("%w: looked for %s and %s. Install the distribution's kernel "+
+		"(Debian/Ubuntu: apt-get install linux-image-amd64 or linux-image-generic; Fedora: dnf install kernel-core)",
+		ErrNotFound, o.host("/lib/modules/*/vmlinuz"), o.host("/boot/vmlinu?-*"))
 }
 
-func fromEnv(o *Options, kpath string) (*Kernel, error) {
+// given is the kernel the caller named.
+func given(o *Options) (*Kernel, error) {
+	kpath := o.Kernel
 	fi, err := os.Stat(kpath)
 	if err != nil {
-		return nil, fmt.Errorf("SUPERMIN_KERNEL: %w", err)
+		return nil, fmt.Errorf("kernel: %w", err)
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("SUPERMIN_KERNEL=%s: not a regular file", kpath)
+		return nil, fmt.Errorf("kernel %s: not a regular file", kpath)
 	}
 	if err := checkReadable(kpath); err != nil {
 		return nil, err
 	}
-	ver := o.getenv("SUPERMIN_KERNEL_VERSION")
+	ver := o.Version
 	if ver == "" {
 		if ver, err = fileVersion(kpath); err != nil {
-			return nil, fmt.Errorf("SUPERMIN_KERNEL=%s: %v; set SUPERMIN_KERNEL_VERSION to its release", kpath, err)
+			return nil, fmt.Errorf("kernel %s: %w: %v", kpath, ErrNoVersion, err)
 		}
 	}
 	return &Kernel{Path: kpath, Version: ver, ModDir: modDir(o, ver)}, nil
 }
 
-// modDir is SUPERMIN_MODULES, or /lib/modules/VERSION under the root.
+// modDir is Options.Modules, or /lib/modules/VERSION under the root.
 func modDir(o *Options, ver string) string {
-	if d := o.getenv("SUPERMIN_MODULES"); d != "" {
-		return d
+	if o.Modules != "" {
+		return o.Modules
 	}
 	return o.host(path.Join("/lib/modules", ver))
 }
@@ -336,9 +345,9 @@ func checkReadable(p string) error {
 		return nil
 	}
 	if errors.Is(err, fs.ErrPermission) {
-		return fmt.Errorf("kernel %s is not readable by you (%v). Kernels in /boot are mode 0600 on Ubuntu; "+
-			"make it readable with: sudo chmod 0644 %s (or use dpkg-statoverride --update --add root root 0644 %s to keep it so across updates), "+
-			"or set SUPERMIN_KERNEL to a readable copy", p, err, p, p)
+		return fmt.Errorf("kernel %s: %w by you (%v). Kernels in /boot are mode 0600 on Ubuntu; "+
+			"make it readable with: sudo chmod 0644 %s (or use dpkg-statoverride --update --add root root 0644 %s to keep it so across updates)",
+			p, ErrUnreadable, err, p, p)
 	}
 	return fmt.Errorf("kernel %s: %w", p, err)
 }
@@ -356,4 +365,31 @@ func fileVersion(p string) (string, error) {
 		return "", err
 	}
 	return HeaderVersion(buf[:n])
+}
+
+// Install puts the kernel at dst, a new file: a symlink to it (an
+// absolute path), or with copy a copy, which outlives the kernel's
+// removal from the host.
+func (k *Kernel) Install(dst string, copy bool) error {
+	if !copy {
+		abs, err := filepath.Abs(k.Path)
+		if err != nil {
+			return err
+		}
+		return os.Symlink(abs, dst)
+	}
+	in, err := os.Open(k.Path)
+	if err != nil {
+		return fmt.Errorf("copy kernel: %w", err)
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return fmt.Errorf("copy kernel %s: %w", k.Path, err)
+	}
+	return out.Close()
 }

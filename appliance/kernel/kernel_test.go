@@ -2,6 +2,7 @@ package kernel
 
 import (
 	"encoding/binary"
+	"errors"
 	"io"
 	"io/fs"
 	"os"
@@ -274,7 +275,7 @@ func TestFind(t *testing.T) {
 		{
 			name:    "only stubs",
 			files:   with(mods("6.1.0-1-amd64"), "boot/vmlinuz-6.1.0-1-amd64", bzImage("6.1.0-1-amd64", 12000)[:9999]),
-			wantErr: "SUPERMIN_KERNEL",
+			wantErr: "no kernel found",
 		},
 		{
 			name:     "env kernel, version from header",
@@ -298,13 +299,13 @@ func TestFind(t *testing.T) {
 			name:    "env kernel missing",
 			files:   map[string][]byte{"boot/": nil},
 			env:     map[string]string{"SUPERMIN_KERNEL": "@/nope"},
-			wantErr: "SUPERMIN_KERNEL",
+			wantErr: "no such file",
 		},
 		{
 			name:    "env kernel not bzImage",
 			files:   map[string][]byte{"k/Image": make([]byte, 20000)},
 			env:     map[string]string{"SUPERMIN_KERNEL": "@/k/Image"},
-			wantErr: "set SUPERMIN_KERNEL_VERSION",
+			wantErr: "release is unknown",
 		},
 		{
 			name:    "env kernel without modules",
@@ -317,7 +318,8 @@ func TestFind(t *testing.T) {
 			root := tree(t, tc.files)
 			env := func(k string) string { return strings.ReplaceAll(tc.env[k], "@", root) }
 			var log []string
-			k, err := Find(Options{Root: root, HostCPU: tc.cpu, Getenv: env, Log: func(s string) { log = append(log, s) }})
+			k, err := Find(Options{Root: root, HostCPU: tc.cpu, Kernel: env("SUPERMIN_KERNEL"), Version: env("SUPERMIN_KERNEL_VERSION"),
+				Modules: env("SUPERMIN_MODULES"), Log: func(s string) { log = append(log, s) }})
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("got %+v, %v; want error containing %q", k, err, tc.wantErr)
@@ -350,7 +352,7 @@ func TestUnreadable(t *testing.T) {
 	openFile = func(p string) (io.ReadCloser, error) {
 		return nil, &fs.PathError{Op: "open", Path: p, Err: fs.ErrPermission}
 	}
-	_, err := Find(Options{Root: root, Getenv: func(string) string { return "" }})
+	_, err := Find(Options{Root: root})
 	if err == nil {
 		t.Fatal("no error for an unreadable kernel")
 	}
@@ -359,15 +361,10 @@ func TestUnreadable(t *testing.T) {
 			t.Errorf("error %q does not say %q", err, want)
 		}
 	}
-	// The same through SUPERMIN_KERNEL.
-	_, err = Find(Options{Root: root, Getenv: func(k string) string {
-		if k == "SUPERMIN_KERNEL" {
-			return filepath.Join(root, "boot/vmlinuz-6.8.0-45-generic")
-		}
-		return ""
-	}})
-	if err == nil || !strings.Contains(err.Error(), "sudo chmod 0644") {
-		t.Errorf("SUPERMIN_KERNEL unreadable: %v", err)
+	// The same for a kernel named by the caller.
+	_, err = Find(Options{Root: root, Kernel: filepath.Join(root, "boot/vmlinuz-6.8.0-45-generic")})
+	if err == nil || !strings.Contains(err.Error(), "sudo chmod 0644") || !errors.Is(err, ErrUnreadable) {
+		t.Errorf("named kernel unreadable: %v", err)
 	}
 }
 

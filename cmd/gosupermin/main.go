@@ -11,7 +11,9 @@ import (
 	"os/signal"
 	"syscall"
 
-	initproc "github.com/gosupermin/gosupermin/appliance/init"
+	"github.com/gosupermin/gosupermin/appliance/ext2"
+	"github.com/gosupermin/gosupermin/appliance/initproc"
+	"github.com/gosupermin/gosupermin/appliance/kernel"
 	"github.com/gosupermin/gosupermin/supermin"
 )
 
@@ -54,7 +56,7 @@ Environment:
 `
 
 func main() {
-	if initproc.IsInit() { // the appliance's /init: see appliance/init
+	if initproc.IsInit() { // the appliance's /init: see appliance/initproc
 		initproc.Main()
 	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -127,21 +129,68 @@ func (c *cli) exec(ctx context.Context, stderr io.Writer) error {
 		}
 		defer unlock()
 	}
-	epoch, err := supermin.EpochFromEnv()
+	env, err := readEnv(os.LookupEnv)
 	if err != nil {
 		return err
 	}
 	opts := supermin.Options{
-		Root: c.root, Verbose: c.verbose, Epoch: epoch,
+		Root: c.root, Verbose: c.verbose, Epoch: env.epoch,
 		Log: func(_ int, msg string) { fmt.Fprintf(stderr, "gosupermin: %s\n", msg) },
 	}
 	if c.mode == "prepare" {
 		return supermin.Prepare(ctx, supermin.PrepareOptions{Options: opts, Packages: c.args, Out: c.out})
 	}
-	return supermin.Build(ctx, supermin.BuildOptions{
-		Options: opts, Inputs: c.args, Out: c.out, Format: c.format,
-		Size: c.size, CopyKernel: c.copyKernel, HostCPU: c.hostCPU,
-		IncludePackageList: c.includePackageList, IfNewer: c.ifNewer, Compress: c.compress,
-		Firstboot: c.firstboot,
-	})
+	format, err := c.formatOf(env)
+	if err != nil {
+		return err
+	}
+	return explain(supermin.Build(ctx, supermin.BuildOptions{
+		Options: opts, Inputs: c.args, Out: c.out, Format: format,
+		IncludePackageList: c.includePackageList, IfNewer: c.ifNewer, Firstboot: c.firstboot,
+	}), c)
+}
+
+// formatOf makes the -f format with its options.
+func (c *cli) formatOf(env environment) (supermin.Format, error) {
+	if c.format == "chroot" {
+		return supermin.Chroot{}, nil
+	}
+	init := env.init
+	if init == "" {
+		// The init in the initrd is this very program (see appliance/initproc).
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("find the gosupermin executable for the initrd's init: %w", err)
+		}
+		init = exe
+	}
+	boot := supermin.Boot{
+		Kernel:     kernel.Options{HostCPU: c.hostCPU, Kernel: env.kernel, Version: env.kernelVersion, Modules: env.modules},
+		CopyKernel: c.copyKernel, Init: init,
+	}
+	if c.format == "cpio" {
+		return &supermin.CPIO{Boot: boot, Compress: c.compress}, nil
+	}
+	return &supermin.Ext2{Boot: boot, Size: c.size, UUID: env.rootUUID, RandomUUID: env.randomUUID}, nil
+}
+
+// explain adds to a build error the advice that names this command's
+// options and environment, which the library does not know.
+func explain(err error, c *cli) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ext2.ErrNoSpace):
+		return fmt.Errorf("%w; use a larger --size (it is %s)", err, supermin.HumanSize(c.size))
+	case errors.Is(err, kernel.ErrNotFound):
+		return fmt.Errorf("%w, or set SUPERMIN_KERNEL to a kernel image and SUPERMIN_MODULES to its module directory "+
+			"(containers and WSL have no kernel of their own)", err)
+	case errors.Is(err, kernel.ErrNoVersion):
+		return fmt.Errorf("%w; set SUPERMIN_KERNEL_VERSION to its release", err)
+	case errors.Is(err, kernel.ErrNoModules):
+		return fmt.Errorf("%w, or set SUPERMIN_MODULES", err)
+	case errors.Is(err, kernel.ErrUnreadable):
+		return fmt.Errorf("%w, or set SUPERMIN_KERNEL to a readable copy", err)
+	}
+	return err
 }

@@ -1,9 +1,11 @@
-package supermin
+// Package fnmatch matches names against shell patterns as fnmatch(3) does
+// without FNM_PATHNAME, the way supermin's excludefiles match paths.
+package fnmatch
 
-// fnmatch matches name against a shell pattern as fnmatch(3) does without
-// FNM_PATHNAME: "*" and "?" also match "/", so "/usr/share/doc/*" drops a
-// whole tree, as supermin's excludefiles do.
-func fnmatch(pattern, name string) bool {
+// Match says whether name matches pattern: "*" and "?" also match "/", so
+// "/usr/share/doc/*" matches a whole tree; "[...]" classes, "!" or "^"
+// negating, "\\" quoting; an unterminated "[" is a literal.
+func Match(pattern, name string) bool {
 	px, nx := 0, 0
 	starPx, starNx := -1, -1
 	for nx < len(name) || px < len(pattern) {

@@ -1,4 +1,4 @@
-package supermin
+package gather
 
 import (
 	"errors"
@@ -13,18 +13,20 @@ import (
 	"github.com/gosupermin/gosupermin/backends"
 )
 
-// addFirstboot saves the closure's maintainer scripts in the manifest with
-// the runner that runs them on the first boot, and the part of the
-// package database the scripts query.
-func (b *build) addFirstboot() error {
-	m := b.tree.m
-	inst, ok := b.db.(backends.Installer)
+// AddFirstboot saves the maintainer scripts of pkgs (the closure, in
+// dependency order) with the runner that runs them on the first boot, and
+// the part of the package database the scripts query. It comes after
+// every other layer: the scripts' shell and trigger files are looked up in
+// the manifest.
+func (t *Tree) AddFirstboot(db backends.DB, pkgs []*backends.Package) error {
+	m := t.m
+	inst, ok := db.(backends.Installer)
 	if !ok {
-		b.warnf("firstboot: the %s database has no maintainer scripts to save", b.db.Family())
+		t.logf(0, "warning: firstboot: the %s database has no maintainer scripts to save", db.Family())
 		return nil
 	}
 	files := firstbootFiles(m)
-	install, err := inst.Install(b.closure.Packages, func(name string) bool {
+	install, err := inst.Install(pkgs, func(name string) bool {
 		if !strings.HasPrefix(name, "/") {
 			return true // an explicit trigger: dpkg-trigger or an "activate" of some package
 		}
@@ -33,7 +35,7 @@ func (b *build) addFirstboot() error {
 	if err != nil {
 		return err
 	}
-	pkgs, err := b.firstbootPackages(inst, install.Order)
+	fbPkgs, err := t.firstbootPackages(inst, install.Order)
 	if err != nil {
 		return err
 	}
@@ -43,33 +45,25 @@ func (b *build) addFirstboot() error {
 	}
 	shell := appShell(m)
 	if shell == "" {
-		b.warnf("firstboot: the appliance has no shell (/bin/sh, dash, bash or busybox): its first-boot runner cannot run")
+		t.logf(0, "warning: firstboot: the appliance has no shell (/bin/sh, dash, bash or busybox): its first-boot runner cannot run")
 		shell = "/bin/sh"
 	} else if shell != "/bin/sh" {
-		b.logf(1, "firstboot: the appliance has no /bin/sh: the runner uses %s", shell)
+		t.logf(1, "firstboot: the appliance has no /bin/sh: the runner uses %s", shell)
 	}
-	plan, err := firstboot.New(pkgs, firstboot.Options{Shell: shell, Env: install.Env, NoServices: install.NoServices, Triggers: triggers})
+	plan, err := firstboot.New(fbPkgs, firstboot.Options{Shell: shell, Env: install.Env, NoServices: install.NoServices, Triggers: triggers})
 	if err != nil {
 		return err
 	}
 	for _, s := range plan.Skipped() {
-		b.warnf("firstboot: %s of %s %s is not run: %s", s.Label(), s.Package.Name, s.Package.Version, s.Skipped)
+		t.logf(0, "warning: firstboot: %s of %s %s is not run: %s", s.Label(), s.Package.Name, s.Package.Version, s.Skipped)
 	}
-	for _, e := range plan.Entries(b.epoch) {
-		p, err := b.tree.Canon(e.Path)
-		if err != nil {
-			return err
-		}
-		e.Path = p
-		if old, ok := m.Get(p); ok && (e.Kind == appliance.Dir || old.Kind == appliance.Dir) {
-			continue // the appliance's own directory, or a symlink to one
-		}
-		if err := m.Put(e); err != nil {
+	for _, e := range plan.Entries(t.opt.Epoch) {
+		if err := t.Put(e); err != nil {
 			return err
 		}
 	}
-	if adb, ok := b.db.(backends.ApplianceDB); ok {
-		if err := b.addApplianceDB(adb); err != nil {
+	if adb, ok := db.(backends.ApplianceDB); ok {
+		if err := t.addApplianceDB(adb, pkgs); err != nil {
 			return err
 		}
 	}
@@ -83,19 +77,19 @@ func (b *build) addFirstboot() error {
 			runs++
 		}
 	}
-	b.logf(1, "firstboot: %d maintainer scripts, %d triggers, %d skipped, in %s", runs, trig, len(plan.Skipped()), firstboot.Dir)
+	t.logf(1, "firstboot: %d maintainer scripts, %d triggers, %d skipped, in %s", runs, trig, len(plan.Skipped()), firstboot.Dir)
 	return nil
 }
 
 // firstbootPackages reads the scripts of pkgs. A package whose scripts
 // this user cannot read has none saved, as unreadable package files are
 // left out: running some of its scripts without the others is no install.
-func (b *build) firstbootPackages(inst backends.Installer, pkgs []*backends.Package) ([]firstboot.Package, error) {
+func (t *Tree) firstbootPackages(inst backends.Installer, pkgs []*backends.Package) ([]firstboot.Package, error) {
 	var out []firstboot.Package
 	for _, p := range pkgs {
 		s, err := inst.Scripts(p)
 		var pe *fs.PathError
-		if err != nil && errors.As(err, &pe) && b.tree.skipUnreadable(pe.Path, err) {
+		if err != nil && errors.As(err, &pe) && t.skipUnreadable(pe.Path, err) {
 			s, err = &backends.Scripts{}, nil
 		}
 		if err != nil {
@@ -113,9 +107,9 @@ func fbPackage(p *backends.Package, s *backends.Scripts) firstboot.Package {
 // addApplianceDB puts the closure's part of the package database in the
 // appliance: files the backend made, and files of the tree copied as
 // they are; its directories where the appliance has none.
-func (b *build) addApplianceDB(adb backends.ApplianceDB) error {
-	m := b.tree.m
-	dbFiles, err := adb.ApplianceFiles(b.closure.Packages)
+func (t *Tree) addApplianceDB(adb backends.ApplianceDB, pkgs []*backends.Package) error {
+	m := t.m
+	dbFiles, err := adb.ApplianceFiles(pkgs)
 	if err != nil {
 		return fmt.Errorf("firstboot: %w", err)
 	}
@@ -123,17 +117,17 @@ func (b *build) addApplianceDB(adb backends.ApplianceDB) error {
 		switch {
 		case f.Dir:
 			if _, ok := m.Get(f.Path); !ok {
-				if err := m.Put(appliance.Entry{Path: f.Path, Kind: appliance.Dir, Mode: 0o755, ModTime: b.epoch}); err != nil {
+				if err := m.Put(appliance.Entry{Path: f.Path, Kind: appliance.Dir, Mode: 0o755, ModTime: t.opt.Epoch}); err != nil {
 					return err
 				}
 			}
 		case f.Data != nil:
-			if err := m.Put(appliance.Entry{Path: f.Path, Kind: appliance.Regular, Mode: 0o644, ModTime: b.epoch,
+			if err := m.Put(appliance.Entry{Path: f.Path, Kind: appliance.Regular, Mode: 0o644, ModTime: t.opt.Epoch,
 				Size: int64(len(f.Data)), Data: appliance.Bytes(f.Data)}); err != nil {
 				return err
 			}
 		default:
-			if err := b.add(b.tree, f.Path, f.Path); err != nil {
+			if err := t.Add(f.Path, f.Path); err != nil {
 				return err
 			}
 		}
@@ -145,7 +139,7 @@ func (b *build) addApplianceDB(adb backends.ApplianceDB) error {
 // that the appliance holds, following its symlinks.
 func appShell(m *appliance.Manifest) string {
 	for _, sh := range []string{"/bin/sh", "/usr/bin/sh", "/bin/dash", "/usr/bin/dash", "/bin/bash", "/usr/bin/bash", "/bin/busybox", "/usr/bin/busybox"} {
-		if c, ok := manifestResolve(m, sh); ok {
+		if c, ok := m.Resolve(sh); ok {
 			if e, _ := m.Get(c); e.Kind == appliance.Regular || e.Kind == appliance.Hardlink {
 				if path.Base(sh) == "busybox" {
 					return sh + " sh"
@@ -155,37 +149,6 @@ func appShell(m *appliance.Manifest) string {
 		}
 	}
 	return ""
-}
-
-// manifestResolve follows the manifest's symlinks in p: the path it names and
-// whether an entry is there.
-func manifestResolve(m *appliance.Manifest, p string) (string, bool) {
-	parts := strings.Split(strings.Trim(path.Clean("/"+p), "/"), "/")
-	cur := "/"
-	for i, hops := 0, 0; i < len(parts); i++ {
-		if parts[i] == "" {
-			continue
-		}
-		next := path.Join(cur, parts[i])
-		e, ok := m.Get(next)
-		if !ok {
-			return path.Join(append([]string{next}, parts[i+1:]...)...), false
-		}
-		if e.Kind == appliance.Symlink {
-			if hops++; hops > maxLinks {
-				return next, false
-			}
-			t := e.Link
-			if !path.IsAbs(t) {
-				t = path.Join(cur, t)
-			}
-			parts = append(strings.Split(strings.Trim(path.Clean(t), "/"), "/"), parts[i+1:]...)
-			cur, i = "/", -1
-			continue
-		}
-		cur = next
-	}
-	return cur, true
 }
 
 // fileList are the sorted paths of the manifest's non-directories.
@@ -204,7 +167,7 @@ func firstbootFiles(m *appliance.Manifest) fileList {
 // under says whether a file is at dir or below it (through the manifest's
 // symlinks), as dpkg activates a file trigger.
 func (f fileList) under(m *appliance.Manifest, dir string) bool {
-	c, ok := manifestResolve(m, dir)
+	c, ok := m.Resolve(dir)
 	if !ok {
 		return false
 	}

@@ -1,0 +1,248 @@
+package supermin
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/gosupermin/gosupermin/appliance"
+	"github.com/gosupermin/gosupermin/appliance/cpio"
+	"github.com/gosupermin/gosupermin/appliance/ext2"
+	"github.com/gosupermin/gosupermin/appliance/initrd"
+	"github.com/gosupermin/gosupermin/appliance/kernel"
+	"github.com/gosupermin/gosupermin/internal/gather"
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+)
+
+// Boot is what the bootable formats share: the kernel, how it is put in
+// the output, and the init program of the initrd.
+type Boot struct {
+	// Kernel chooses the kernel (Root and Log are the build's).
+	Kernel kernel.Options
+	// CopyKernel copies the kernel into the output instead of linking it.
+	CopyKernel bool
+	// Init is the static init program put in the initrd; gosupermin's
+	// command gives its own binary.
+	Init string
+}
+
+// prepare finds the kernel and loads what the initrd needs.
+func (b *Boot) prepare(a *Appliance, format string) (*kernel.Kernel, initrd.Options, error) {
+	if b.Init == "" {
+		return nil, initrd.Options{}, errNoInit
+	}
+	ko := b.Kernel
+	ko.Root, ko.Log = a.Root, func(s string) { a.Logf(2, "%s", s) }
+	k, err := kernel.Find(ko)
+	if err != nil {
+		return nil, initrd.Options{}, err
+	}
+	a.Logf(1, "kernel %s (%s), modules %s", k.Path, k.Version, k.ModDir)
+	init, size, err := initrd.InitBinary(b.Init)
+	if err != nil {
+		return nil, initrd.Options{}, err
+	}
+	mods, err := initrd.LoadDefault(k.ModDir)
+	if err != nil {
+		return nil, initrd.Options{}, err
+	}
+	total := 0
+	for _, m := range mods {
+		total += len(m.Data)
+	}
+	a.Logf(1, "initrd: %d modules (%d KiB), init %s", len(mods), total>>10, b.Init)
+	return k, initrd.Options{Format: format, Kernel: k.Version, Init: init, InitSize: size, Modules: mods, Time: a.Epoch}, nil
+}
+
+// Ext2 is supermin 5's ext2 format: OUT/kernel (a link to the kernel or
+// a copy), OUT/initrd (uncompressed newc: our init, the modules to mount
+// root and their load order) and OUT/root (a sparse ext2 image of the
+// appliance and the kernel's whole /lib/modules/RELEASE). libguestfs
+// boots such a directory as a fixed appliance.
+type Ext2 struct {
+	Boot
+	// Size of the image in bytes; 0 is supermin's 4 GiB.
+	Size int64
+	// UUID of the filesystem; zero derives it from the content, so that
+	// the same inputs give the same bytes. RandomUUID makes a random one.
+	UUID       [16]byte
+	RandomUUID bool
+}
+
+// DefaultSize is supermin's default ext2 image size.
+const DefaultSize = 4 << 30
+
+func (f *Ext2) Write(ctx context.Context, a *Appliance, dir string) error {
+	k, parts, err := f.prepare(a, initrd.FormatExt2)
+	if err != nil {
+		return err
+	}
+	m, err := withModules(ctx, a, k)
+	if err != nil {
+		return err
+	}
+	// root first: it is the long part, and the one that can be too small.
+	size := f.Size
+	if size <= 0 {
+		size = DefaultSize
+	}
+	uuid, err := f.uuid(k, a, m, size)
+	if err != nil {
+		return err
+	}
+	err = writeFile(filepath.Join(dir, "root"), func(out *os.File) error {
+		return ext2.NewWriter(out, ext2.Options{Size: size, UUID: uuid, Time: a.Epoch}).WriteManifest(ctx, m)
+	})
+	if err != nil {
+		return err
+	}
+	a.Logf(1, "root: %s ext2, UUID %x-%x-%x-%x-%x", HumanSize(size), uuid[0:4], uuid[4:6], uuid[6:8], uuid[8:10], uuid[10:])
+	rd, err := initrd.Manifest(parts)
+	if err != nil {
+		return err
+	}
+	if err := writeFile(filepath.Join(dir, "initrd"), func(out *os.File) error {
+		return cpio.NewWriter(out).WriteManifest(ctx, rd)
+	}); err != nil {
+		return err
+	}
+	return k.Install(filepath.Join(dir, "kernel"), f.CopyKernel)
+}
+
+// withModules is the appliance with the kernel's whole module directory
+// at its /lib/modules/RELEASE, as supermin's ext2 has it.
+func withModules(ctx context.Context, a *Appliance, k *kernel.Kernel) (*appliance.Manifest, error) {
+	dst, _ := a.Manifest.Resolve(path.Join("/lib/modules", k.Version))
+	mods, unreadable, err := gather.Modules(ctx, k.ModDir, dst, gather.Options{Epoch: a.Epoch, Clamp: a.Clamp,
+		Log: func(level int, msg string) { a.Logf(level, "%s", msg) }})
+	if err != nil {
+		return nil, err
+	}
+	a.ReportUnreadable(unreadable)
+	m, err := appliance.Merge(a.Manifest, mods)
+	if err != nil {
+		return nil, err
+	}
+	return m, m.Seal()
+}
+
+// uuid is the image's: given, random, or derived from its content.
+func (f *Ext2) uuid(k *kernel.Kernel, a *Appliance, m *appliance.Manifest, size int64) ([16]byte, error) {
+	var u [16]byte
+	switch {
+	case f.RandomUUID:
+		if _, err := rand.Read(u[:]); err != nil {
+			return u, err
+		}
+		u[6] = u[6]&0x0f | 0x40
+		u[8] = u[8]&0x3f | 0x80
+		return u, nil
+	case f.UUID != u:
+		return f.UUID, nil
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "gosupermin ext2 root\x00%s\x00%d\x00", k.Version, size)
+	if len(a.Packages) > 0 {
+		var names []string
+		for _, p := range a.Packages {
+			names = append(names, p.FullName)
+		}
+		sort.Strings(names)
+		fmt.Fprintf(h, "%s\x00", strings.Join(names, "\n"))
+	}
+	var num [8]byte
+	for _, e := range m.Entries() {
+		h.Write([]byte(e.Path))
+		h.Write([]byte{0, byte(e.Kind)})
+		for _, v := range []uint64{uint64(e.Mode), uint64(e.UID), uint64(e.GID), uint64(e.Size),
+			uint64(e.ModTime.Unix()), uint64(e.Major), uint64(e.Minor)} {
+			binary.LittleEndian.PutUint64(num[:], v)
+			h.Write(num[:])
+		}
+		h.Write([]byte(e.Link))
+		h.Write([]byte{0})
+	}
+	return ext2.UUIDFor(h.Sum(nil)), nil
+}
+
+// CPIO writes OUT/kernel and OUT/initrd, the whole appliance as one
+// compressed newc initramfs with our init as /init: see appliance/initrd
+// for the layout and what becomes of the appliance's own /init. Only the
+// modules of the mini initrd are in it, not the whole
+// /lib/modules/RELEASE (hundreds of MiB that would live in RAM).
+type CPIO struct {
+	Boot
+	// Compress is "zstd" (the default when empty), "gzip" or "none".
+	Compress string
+}
+
+func (f *CPIO) Write(ctx context.Context, a *Appliance, dir string) error {
+	k, parts, err := f.prepare(a, initrd.FormatCPIO)
+	if err != nil {
+		return err
+	}
+	m, err := initrd.Overlay(a.Manifest, parts)
+	if err != nil {
+		return err
+	}
+	a.ReportUnreadable(nil)
+	err = writeFile(filepath.Join(dir, "initrd"), func(out *os.File) error {
+		w, err := compressor(out, f.Compress)
+		if err != nil {
+			return err
+		}
+		if err := cpio.NewWriter(w).WriteManifest(ctx, m); err != nil {
+			w.Close()
+			return err
+		}
+		return w.Close()
+	})
+	if err != nil {
+		return err
+	}
+	return k.Install(filepath.Join(dir, "kernel"), f.CopyKernel)
+}
+
+type nopCloser struct{ io.Writer }
+
+func (nopCloser) Close() error { return nil }
+
+// ErrCompress is wrapped by the error for an unknown compression.
+var ErrCompress = errors.New("unknown compression (zstd, gzip or none)")
+
+// compressor wraps w in the compression method. Both compressors give the
+// same bytes for the same input (no names or times in their headers).
+func compressor(w io.Writer, method string) (io.WriteCloser, error) {
+	switch method {
+	case "", "zstd":
+		return zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedDefault))
+	case "gzip":
+		return gzip.NewWriterLevel(w, gzip.DefaultCompression)
+	case "none":
+		return nopCloser{w}, nil
+	}
+	return nil, fmt.Errorf("%q: %w", method, ErrCompress)
+}
+
+// HumanSize writes n as supermin's size syntax reads it back: 4G, 512M.
+func HumanSize(n int64) string {
+	switch {
+	case n >= 1<<30 && n%(1<<30) == 0:
+		return fmt.Sprintf("%dG", n>>30)
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%dM", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%dK", n>>10)
+	}
+	return fmt.Sprintf("%db", n)
+}
