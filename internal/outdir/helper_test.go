@@ -245,7 +245,7 @@ func (n *nobody) replace(t *testing.T, out string) helperResult {
 
 // mkTree makes the files (contents) and directories (ending in "/") of
 // spec under dir, owned by uid.
-func mkTree(t *testing.T, dir string, uid int, spec ...string) {
+func mkTree(t testing.TB, dir string, uid int, spec ...string) {
 	t.Helper()
 	for _, s := range append([]string{"/"}, spec...) {
 		p := filepath.Join(dir, s)
