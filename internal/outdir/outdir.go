@@ -70,8 +70,9 @@ func (r Result) Warnings() []string {
 // any input changed since (a zero start means now).
 //
 // Abandoned temporaries of killed runs into the same out are removed first.
-// Concurrent Replaces into one out all succeed; out is always one complete
-// output, the last one swapped in.
+// Concurrent Replaces into one out all succeed and out is never a partial
+// output: each swaps its output in, the last one stays. (Where renameat2's
+// flags are unsupported, out is missing for an instant instead.)
 func Replace(ctx context.Context, out string, start time.Time, fill func(tmp string) error) (res Result, err error) {
 	if start.IsZero() {
 		start = Now()
@@ -349,7 +350,7 @@ func moveNew(tmp, out string) (done bool, err error) {
 	case errors.Is(err, unix.EEXIST), errors.Is(err, unix.ENOTEMPTY):
 		return false, nil
 	}
-	return false, fmt.Errorf("rename %s to %s: %w", tmp, out, unwrapLink(err))
+	return false, fmt.Errorf("put the new output at %s: %w", out, unwrapLink(err))
 }
 
 // exchange swaps tmp and an existing out atomically and returns where the
@@ -365,7 +366,7 @@ func exchange(tmp, out string, lock *os.File) (old string, done bool, err error)
 	case errors.Is(err, unix.EINVAL), errors.Is(err, unix.ENOSYS):
 		return replaceByRenames(tmp, out, lock)
 	}
-	return "", false, fmt.Errorf("exchange %s and %s: %w", tmp, out, err)
+	return "", false, fmt.Errorf("replace the output %s: %w", out, err)
 }
 
 // replaceByRenames is exchange where the file system has no
