@@ -13,6 +13,7 @@ import (
 	"github.com/gosupermin/gosupermin/appliance"
 	"github.com/gosupermin/gosupermin/backends"
 	"github.com/gosupermin/gosupermin/internal/gather"
+	"github.com/gosupermin/gosupermin/internal/outdir"
 	"github.com/gosupermin/gosupermin/resolver"
 )
 
@@ -37,11 +38,17 @@ type BuildOptions struct {
 // Build resolves the inputs' roots against the database under Root,
 // gathers their files and has the Format write the appliance at Out.
 func Build(ctx context.Context, o BuildOptions) error {
+	// Before any input is read: an input changed from now on is newer
+	// than the output (IfNewer).
+	start := outdir.Now()
 	if o.Format == nil {
 		return errors.New("no output format")
 	}
 	root, err := o.root()
 	if err != nil {
+		return err
+	}
+	if err := outdir.CheckDisjoint(o.Out, o.Inputs, root); err != nil {
 		return err
 	}
 	in, err := ReadInputs(o.Inputs)
@@ -58,7 +65,7 @@ func Build(ctx context.Context, o BuildOptions) error {
 		dbFiles = append(dbFiles, filepath.Join(root, f))
 	}
 	if o.IfNewer {
-		up, err := upToDate(o.Out, o.Inputs, dbFiles)
+		up, err := outdir.UpToDate(o.Out, o.Inputs, dbFiles)
 		if err != nil {
 			return err
 		}
@@ -79,13 +86,20 @@ func Build(ctx context.Context, o BuildOptions) error {
 	if err := o.gather(ctx, a, db, in); err != nil {
 		return err
 	}
-	return replaceOutput(ctx, o.Out, func(tmp string) error {
+	res, err := outdir.Replace(ctx, o.Out, start, func(tmp string) error {
 		if err := o.Format.Write(ctx, a, tmp); err != nil {
 			return err
 		}
 		a.ReportUnreadable(nil)
 		return nil
 	})
+	for _, p := range res.Removed {
+		o.logf(1, "removed %s, left by a build that was killed", p)
+	}
+	for _, w := range res.Warnings() {
+		o.warnf("%s", w)
+	}
+	return err
 }
 
 // resolve computes the closure of roots; maintainer scripts take the

@@ -163,7 +163,7 @@ func TestBuildFixtureChroot(t *testing.T) {
 	if err != nil || fi.Mode().Perm() != 0o755 {
 		t.Errorf("mode of /usr/bin/app: %v %v", fi, err)
 	}
-	leftovers, _ := filepath.Glob(filepath.Join(dir, "*"+tempMarker+"*"))
+	leftovers, _ := filepath.Glob(filepath.Join(dir, "*.gosupermin-tmp-*"))
 	if len(leftovers) > 0 {
 		t.Errorf("temporary directories left: %v", leftovers)
 	}
@@ -271,7 +271,7 @@ func TestBuildCancelled(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(out, "previous")); err != nil {
 		t.Error("the previous output was lost")
 	}
-	if m, _ := filepath.Glob(filepath.Join(dir, "*"+tempMarker+"*")); len(m) > 0 {
+	if m, _ := filepath.Glob(filepath.Join(dir, "*.gosupermin-tmp-*")); len(m) > 0 {
 		t.Errorf("left behind: %v", m)
 	}
 }

@@ -161,7 +161,7 @@ func sortedUnique(in []string) []string {
 
 // writeFileAtomic replaces file with data, never leaving a partial file.
 func writeFileAtomic(file string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(file), "."+filepath.Base(file)+tempMarker)
+	f, err := os.CreateTemp(filepath.Dir(file), "."+filepath.Base(file)+".gosupermin-tmp-")
 	if err != nil {
 		return fmt.Errorf("write %s: %w", file, err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/gosupermin/gosupermin/appliance/ext2"
 	"github.com/gosupermin/gosupermin/appliance/initproc"
 	"github.com/gosupermin/gosupermin/appliance/kernel"
+	"github.com/gosupermin/gosupermin/internal/outdir"
 	"github.com/gosupermin/gosupermin/supermin"
 )
 
@@ -123,7 +124,7 @@ func (c *cli) check() error {
 
 func (c *cli) exec(ctx context.Context, stderr io.Writer) error {
 	if c.lock != "" {
-		unlock, err := supermin.Lock(c.lock, c.out)
+		unlock, err := outdir.Lock(c.lock, c.out)
 		if err != nil {
 			return err
 		}

@@ -476,3 +476,29 @@ func TestLock(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestOutputOverInput: an output that is, contains or lies inside an input
+// or the root is refused before anything is written; the input survives.
+func TestOutputOverInput(t *testing.T) {
+	dir := t.TempDir()
+	root := filepath.Join(dir, "root")
+	copyDir(t, "../../fixtures/dpkg/edge", root)
+	sd := filepath.Join(dir, "supermin.d")
+	if r := gosupermin(t, "--prepare", "--root", root, "app", "-o", sd); r.code != 0 {
+		t.Fatalf("prepare: %+v", r)
+	}
+	if err := os.Symlink(sd, filepath.Join(dir, "alias")); err != nil {
+		t.Fatal(err)
+	}
+	for _, out := range []string{sd, dir, filepath.Join(dir, "alias"), filepath.Join(sd, "out"), root, filepath.Join(root, "usr")} {
+		r := gosupermin(t, "--build", "-f", "chroot", "--root", root, sd, "-o", out)
+		if r.code != 1 || !strings.Contains(r.stderr, "gosupermin: ") || strings.Count(r.stderr, "\n") != 1 {
+			t.Errorf("-o %s: %+v, want one error line and exit 1", out, r)
+		}
+		for _, p := range []string{filepath.Join(sd, "packages"), filepath.Join(root, "var/lib/dpkg/status")} {
+			if _, err := os.Stat(p); err != nil {
+				t.Fatalf("-o %s: %s is gone", out, p)
+			}
+		}
+	}
+}
