@@ -46,9 +46,9 @@ type Softdep struct{ Pre, Post []string }
 // ModDir is a kernel's module directory (/lib/modules/RELEASE), read from
 // its modules.dep, modules.softdep, modules.alias and modules.builtin.
 type ModDir struct {
-	FS      fs.FS  // where the directory is read
-	Name    string // its name in FS
-	Dir     string // its host path, for messages
+	FS      fs.FS               // where the directory is read
+	Name    string              // its name in FS
+	Dir     string              // its host path, for messages
 	Deps    map[string][]string // module path -> paths it needs, as modules.dep lists them
 	Softdep map[string]Softdep  // module name -> soft dependencies
 	Aliases []Alias

@@ -69,7 +69,6 @@ type FS struct {
 	dirs dirCache
 }
 
-
 // Open opens the tree at dir, a directory the caller names: symlinks in
 // dir itself are followed.
 func Open(dir string) (*FS, error) {
