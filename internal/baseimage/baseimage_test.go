@@ -8,10 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -418,5 +420,42 @@ func TestSpool(t *testing.T) {
 	}
 	if _, err := NewSpool(filepath.Join(dir, "missing")); err == nil {
 		t.Error("a spool in a missing directory")
+	}
+}
+
+func TestOpenFileRefuses(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink("fifo", link); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ path, want string }{
+		{fifo, "is a named pipe (FIFO), not a regular file"},
+		{link, "is a named pipe (FIFO), not a regular file"},
+		{sock, "is a socket, not a regular file"},
+		{"/dev/null", "is a character device, not a regular file"},
+		{dir, "is a directory, not a regular file"},
+		{filepath.Join(dir, "missing"), "no such file or directory"},
+	} {
+		done := make(chan error, 1)
+		go func() { done <- Unpack(context.Background(), appliance.New(), tc.path, nil) }()
+		select {
+		case err := <-done:
+			if err == nil || err.Error() != tc.path+": "+tc.want {
+				t.Errorf("Unpack(%s): %v, want %q", tc.path, err, tc.path+": "+tc.want)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("Unpack(%s) hangs", tc.path)
+		}
 	}
 }

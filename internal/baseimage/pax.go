@@ -140,9 +140,9 @@ func (p *paxRecords) apply(h *header) error {
 		case "size":
 			h.size, err = parseDecimal(v, key)
 		case "uid":
-			h.uid, err = parseDecimal(v, key)
+			h.uid, err = parseSigned(v, key)
 		case "gid":
-			h.gid, err = parseDecimal(v, key)
+			h.gid, err = parseSigned(v, key)
 		case "mtime":
 			h.mtime, err = parsePAXTime(v)
 		}
@@ -151,6 +151,16 @@ func (p *paxRecords) apply(h *header) error {
 		}
 	}
 	return nil
+}
+
+// parseSigned reads a decimal that may be negative, as ids may be in
+// archives; whether they are usable is the unpacker's call.
+func parseSigned(s, what string) (int64, error) {
+	v, err := parseDecimal(strings.TrimPrefix(s, "-"), what)
+	if strings.HasPrefix(s, "-") {
+		v = -v
+	}
+	return v, err
 }
 
 // parsePAXTime reads "[-]SECONDS[.FRACTION]"; digits past nanoseconds are

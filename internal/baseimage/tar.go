@@ -39,7 +39,6 @@ type header struct {
 	mtime              time.Time
 	devmajor, devminor int64
 	sparse             []extent // stored regions of a sparse file; nil when not sparse
-	pos                int64    // offset of the member's first header in the tar stream
 }
 
 // tarReader reads a tar stream member by member; between two calls of next,
@@ -183,7 +182,6 @@ func (t *tarReader) readMember() (*header, error) {
 			pending = true
 			continue
 		}
-		h.pos = t.start
 		if longName != nil {
 			h.name = *longName
 		}

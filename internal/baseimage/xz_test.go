@@ -127,6 +127,22 @@ func TestXZCorrupt(t *testing.T) {
 	}
 }
 
+// claimHugeDict makes the first block header of an xz file ask for a
+// dictionary of 4 GiB - 1.
+func claimHugeDict(t testing.TB, b []byte) {
+	t.Helper()
+	// Stream header (12 bytes), then the block header: size byte, flags,
+	// filter id 0x21, properties size 1, dictionary code.
+	hdrLen := (int(b[12]) + 1) * 4
+	hdr := b[12 : 12+hdrLen]
+	i := bytes.Index(hdr, []byte{0x21, 0x01})
+	if i < 0 {
+		t.Fatalf("no LZMA2 filter in block header % x", hdr)
+	}
+	hdr[i+2] = 40
+	binary.LittleEndian.PutUint32(hdr[hdrLen-4:], crc32.ChecksumIEEE(hdr[:hdrLen-4]))
+}
+
 // TestXZDictionaryBound: a block header may ask for a 4 GiB dictionary;
 // the reader allocates at most maxDict, and small data still decodes.
 func TestXZDictionaryBound(t *testing.T) {
@@ -139,16 +155,7 @@ func TestXZDictionaryBound(t *testing.T) {
 	w.Write(plain)
 	w.Close()
 	b := buf.Bytes()
-	// Stream header (12 bytes), then the block header: size byte, flags,
-	// filter id 0x21, properties size 1, dictionary code.
-	hdrLen := (int(b[12]) + 1) * 4
-	hdr := b[12 : 12+hdrLen]
-	i := bytes.Index(hdr, []byte{0x21, 0x01})
-	if i < 0 {
-		t.Fatalf("no LZMA2 filter in block header % x", hdr)
-	}
-	hdr[i+2] = 40 // 4 GiB - 1
-	binary.LittleEndian.PutUint32(hdr[hdrLen-4:], crc32.ChecksumIEEE(hdr[:hdrLen-4]))
+	claimHugeDict(t, b)
 
 	var before, after runtime.MemStats
 	runtime.GC()
