@@ -79,6 +79,30 @@ func unpack(ctx context.Context, m *appliance.Manifest, r io.Reader, spool *Spoo
 		if err := u.add(ctx, h); err != nil {
 			return fmt.Errorf("entry %q: %w", h.name, err)
 		}
+		if err := u.drain(ctx); err != nil {
+			return fmt.Errorf("entry %q: %w", h.name, err)
+		}
+	}
+}
+
+// drain reads what add left of an entry's data (a "./" with data, say),
+// so that skipping a terabyte can be cancelled too.
+func (u *unpacker) drain(ctx context.Context) error {
+	if u.tr.remain == 0 {
+		return nil
+	}
+	if u.buf == nil {
+		u.buf = make([]byte, chunk)
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if _, err := u.tr.Read(u.buf); err == io.EOF {
+			return nil
+		} else if err != nil {
+			return fmt.Errorf("read data: %w", err)
+		}
 	}
 }
 

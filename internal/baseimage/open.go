@@ -10,6 +10,7 @@ import (
 	"os"
 
 	"github.com/klauspost/compress/gzip"
+	"github.com/ulikunitz/xz/lzma"
 	"golang.org/x/sys/unix"
 )
 
@@ -84,10 +85,12 @@ var (
 // (every stream) are undone, anything else is returned as it is. how
 // names the compression ("gzip", "xz" or "").
 func Decompress(r io.Reader) (tar io.Reader, how string, err error) {
-	br, ok := r.(*bufio.Reader)
-	if !ok {
-		br = bufio.NewReaderSize(r, 64<<10)
-	}
+	return decompress(bufio.NewReaderSize(r, 64<<10), maxDict)
+}
+
+// decompress undoes gzip or xz, giving xz at most dict bytes of
+// dictionary.
+func decompress(br *bufio.Reader, dict int64) (io.Reader, string, error) {
 	head, _ := br.Peek(len(magicXZ))
 	switch {
 	case bytes.HasPrefix(head, magicGzip):
@@ -97,7 +100,7 @@ func Decompress(r io.Reader) (tar io.Reader, how string, err error) {
 		}
 		return zr, "gzip", nil
 	case bytes.HasPrefix(head, magicXZ):
-		zr, err := newXZReader(br)
+		zr, err := newXZReader(br, dict)
 		if err != nil {
 			return nil, "xz", fmt.Errorf("xz: truncated or corrupt: %w", err)
 		}
@@ -114,7 +117,10 @@ func Detect(r io.Reader) (base bool, head []byte, err error) {
 	br := bufio.NewReaderSize(r, 4096)
 	head, _ = br.Peek(blockSize)
 	head = bytes.Clone(head)
-	tr, how, err := Decompress(br)
+	// The first block of output can refer back only within itself:
+	// however large a dictionary the xz header asks for, a small one
+	// decodes it.
+	tr, how, err := decompress(br, lzma.MinDictCap)
 	if err != nil {
 		return false, head, err
 	}

@@ -31,6 +31,7 @@ var crc64Table = crc64.MakeTable(crc64.ECMA)
 // the index and the stream footers.
 type xzReader struct {
 	in    *countReader
+	dict  int64 // the largest dictionary to allocate
 	flags [2]byte
 	check func() hash.Hash // nil for check type "none"
 	size  int              // bytes of the check
@@ -106,8 +107,8 @@ func (c *countReader) full(p []byte) error {
 	return err
 }
 
-func newXZReader(r *bufio.Reader) (*xzReader, error) {
-	x := &xzReader{in: &countReader{r: r}}
+func newXZReader(r *bufio.Reader, dict int64) (*xzReader, error) {
+	x := &xzReader{in: &countReader{r: r}, dict: dict}
 	if err := x.streamHeader(); err != nil {
 		return nil, err
 	}
@@ -274,7 +275,7 @@ func (x *xzReader) blockHeader(b []byte) (int, error) {
 			return 0, errors.New("header padding is not zero")
 		}
 	}
-	dc = min(dc, maxDict)
+	dc = min(dc, x.dict)
 	if x.uncompSize >= 0 {
 		dc = min(dc, max(x.uncompSize, lzma.MinDictCap))
 	}

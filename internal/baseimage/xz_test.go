@@ -1,6 +1,7 @@
 package baseimage
 
 import (
+	"archive/tar"
 	"bufio"
 	"bytes"
 	"encoding/binary"
@@ -32,7 +33,7 @@ func xzData(n int) []byte {
 }
 
 func unxz(data []byte) ([]byte, error) {
-	x, err := newXZReader(bufio.NewReader(bytes.NewReader(data)))
+	x, err := newXZReader(bufio.NewReader(bytes.NewReader(data)), maxDict)
 	if err != nil {
 		return nil, err
 	}
@@ -170,6 +171,31 @@ func TestXZDictionaryBound(t *testing.T) {
 	}
 }
 
+// TestDetectXZ: Detect decodes a first block with a small dictionary,
+// whatever the stream was compressed with or its header asks for.
+func TestDetectXZ(t *testing.T) {
+	needTool(t, "xz")
+	archive := tarWith(t, tar.FormatPAX, reg("./etc/a", string(xzData(3<<20))), reg("./etc/b", string(xzData(1<<20))))
+	huge := xzCLI(t, archive, "-6")
+	claimHugeDict(t, huge)
+	for name, data := range map[string][]byte{
+		"-9":             xzCLI(t, archive, "-9"),
+		"-0 two threads": xzCLI(t, archive, "-0", "-T2", "--block-size=300000"),
+		"4 GiB claim":    huge,
+	} {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		base, head, err := Detect(bytes.NewReader(data))
+		runtime.ReadMemStats(&after)
+		if !base || err != nil || !bytes.Equal(head, data[:blockSize]) {
+			t.Errorf("%s: base %v, %v", name, base, err)
+		}
+		if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 1<<20 {
+			t.Errorf("%s: Detect allocated %d KiB", name, alloc>>10)
+		}
+	}
+}
+
 func TestReadVLI(t *testing.T) {
 	for _, tc := range []struct {
 		in   []byte
@@ -202,7 +228,7 @@ func FuzzXZ(f *testing.F) {
 		f.Add(buf.Bytes())
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		x, err := newXZReader(bufio.NewReader(bytes.NewReader(data)))
+		x, err := newXZReader(bufio.NewReader(bytes.NewReader(data)), maxDict)
 		if err != nil {
 			return
 		}
