@@ -462,3 +462,33 @@ func TestOpenFileRefuses(t *testing.T) {
 		}
 	}
 }
+
+// TestUnpackReproducible: the same image gives the same entries, the same
+// extents and the same spool layout.
+func TestUnpackReproducible(t *testing.T) {
+	data := tarWith(t, tar.FormatPAX, reg("./a", string(zeroBlocks())), reg("./b", strings.Repeat("b", 70000)), reg("./c", "small"))
+	data = append(data[:len(data)-2*blockSize], gunzipFile(t, filepath.Join("testdata", "sparse-pax1.0.tar.gz"))...)
+	var runs []string
+	for i := 0; i < 2; i++ {
+		m := appliance.New()
+		lim := limits{small: 1024, mem: 1 << 20, meta: metaBudget}
+		if err := unpack(context.Background(), m, bytes.NewReader(data), newSpool(t), lim); err != nil {
+			t.Fatal(err)
+		}
+		var b strings.Builder
+		for _, e := range m.Entries() {
+			fmt.Fprintf(&b, "%s %d %v %x", e.Path, e.Size, e.Sparse, read(t, e))
+			if s, ok := e.Data.(*spooled); ok {
+				fmt.Fprintf(&b, " %v", s.pieces)
+			}
+			b.WriteString("\n")
+		}
+		runs = append(runs, b.String())
+	}
+	if runs[0] != runs[1] {
+		t.Errorf("two runs differ:\n%.500s\n%.500s", runs[0], runs[1])
+	}
+	if !strings.Contains(runs[0], "/sparse 65536 true") || !strings.Contains(runs[0], "/a 40960 true") {
+		t.Errorf("unexpected entries:\n%.300s", runs[0])
+	}
+}
