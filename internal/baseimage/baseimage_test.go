@@ -424,6 +424,17 @@ func TestSpool(t *testing.T) {
 	if _, err := NewSpool(filepath.Join(dir, "missing")); err == nil {
 		t.Error("a spool in a missing directory")
 	}
+	old, err := newUnlinkedSpool(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	if at, err := old.write([]byte("data")); err != nil || at != 0 {
+		t.Fatalf("write: %d, %v", at, err)
+	}
+	if names, _ := os.ReadDir(dir); len(names) != 0 {
+		t.Errorf("the unlinked spool left %v in %s", names, dir)
+	}
 }
 
 func TestOpenFileRefuses(t *testing.T) {

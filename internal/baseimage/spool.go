@@ -35,6 +35,12 @@ func NewSpool(dir string) (*Spool, error) {
 	if !errors.Is(err, unix.EOPNOTSUPP) && !errors.Is(err, unix.EISDIR) && !errors.Is(err, unix.EINVAL) {
 		return nil, fmt.Errorf("spool in %s: %w", dir, err)
 	}
+	return newUnlinkedSpool(dir)
+}
+
+// newUnlinkedSpool is the way without O_TMPFILE: a file removed as soon
+// as it is made.
+func newUnlinkedSpool(dir string) (*Spool, error) {
 	f, err := os.CreateTemp(dir, ".gosupermin-spool-")
 	if err != nil {
 		return nil, fmt.Errorf("spool: %w", err)

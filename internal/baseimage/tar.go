@@ -162,11 +162,10 @@ func (t *tarReader) readMember() (*header, error) {
 				return nil, fmt.Errorf("pax header: %w", err)
 			}
 			if h.typ == 'g' {
-				t.global.merge(recs)
-			} else {
-				pax = recs
+				t.global.merge(recs) // for every later member: nothing waits for it
+				continue
 			}
-			pending = true
+			pax, pending = recs, true
 			continue
 		case 'L', 'K':
 			data, err := t.special(h)
