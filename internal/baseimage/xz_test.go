@@ -53,7 +53,7 @@ func xzCLI(t *testing.T, data []byte, args ...string) []byte {
 
 func TestXZMatchesXZUtils(t *testing.T) {
 	needTool(t, "xz")
-	plain := xzData(1 << 20)
+	plain := xzData(400 << 10)
 	for _, args := range [][]string{
 		{"-0"}, {"-6"}, {"-9"}, {"--check=none"}, {"--check=crc32"}, {"--check=sha256"},
 		{"-T2", "--block-size=100000"}, // several blocks, sizes in their headers
@@ -175,12 +175,12 @@ func TestXZDictionaryBound(t *testing.T) {
 // whatever the stream was compressed with or its header asks for.
 func TestDetectXZ(t *testing.T) {
 	needTool(t, "xz")
-	archive := tarWith(t, tar.FormatPAX, reg("./etc/a", string(xzData(3<<20))), reg("./etc/b", string(xzData(1<<20))))
+	archive := tarWith(t, tar.FormatPAX, reg("./etc/a", string(xzData(200<<10))), reg("./etc/b", string(xzData(100<<10))))
 	huge := xzCLI(t, archive, "-6")
 	claimHugeDict(t, huge)
 	for name, data := range map[string][]byte{
 		"-9":             xzCLI(t, archive, "-9"),
-		"-0 two threads": xzCLI(t, archive, "-0", "-T2", "--block-size=300000"),
+		"-0 two threads": xzCLI(t, archive, "-0", "-T2", "--block-size=100000"),
 		"4 GiB claim":    huge,
 	} {
 		var before, after runtime.MemStats
