@@ -4,7 +4,7 @@
 // It has its own tar reader (ustar, pax, GNU long names, the GNU sparse
 // formats) and its own xz container reader. Small files stay in memory;
 // the rest goes to a Spool, an unnamed temporary file, without the
-// holes: zeros are never stored.
+// archive's holes or its files' all-zero 4 KiB blocks.
 package baseimage
 
 import (
