@@ -109,12 +109,13 @@ type Entry struct {
 
 // Manifest is a set of entries keyed by path.
 type Manifest struct {
-	entries map[string]*Entry
-	sorted  []*Entry // once sealed
+	entries  map[string]*Entry
+	children map[string]int // directory -> number of entries right in it
+	sorted   []*Entry       // once sealed
 }
 
 // New returns an empty manifest.
-func New() *Manifest { return &Manifest{entries: map[string]*Entry{}} }
+func New() *Manifest { return &Manifest{entries: map[string]*Entry{}, children: map[string]int{}} }
 
 // Len is the number of entries.
 func (m *Manifest) Len() int { return len(m.entries) }
@@ -181,24 +182,27 @@ func (m *Manifest) Put(e Entry) error {
 		}
 	}
 	e.Mode &= 07777
-	m.entries[p] = &e
+	m.set(p, &e)
 	return nil
 }
 
-func (m *Manifest) hasChildren(dir string) bool {
-	prefix := dir + "/"
-	for p := range m.entries {
-		if strings.HasPrefix(p, prefix) {
-			return true
-		}
+// set puts e at p, keeping the count of each directory's children.
+func (m *Manifest) set(p string, e *Entry) {
+	if _, ok := m.entries[p]; !ok && p != "/" {
+		m.children[path.Dir(p)]++
 	}
-	return false
+	m.entries[p] = e
 }
+
+func (m *Manifest) hasChildren(dir string) bool { return m.children[dir] > 0 }
 
 // Remove deletes the entry at p (not its children).
 func (m *Manifest) Remove(p string) error {
 	if m.sorted != nil {
 		return ErrSealed
+	}
+	if _, ok := m.entries[p]; ok && p != "/" {
+		m.children[path.Dir(p)]--
 	}
 	delete(m.entries, p)
 	return nil
@@ -258,7 +262,7 @@ func (m *Manifest) AddParents(dir func(p string) Entry) error {
 	for _, d := range missing {
 		e := dir(d)
 		e.Path, e.Kind = d, Dir
-		m.entries[d] = &e
+		m.set(d, &e)
 	}
 	return nil
 }
@@ -359,9 +363,9 @@ func (m *Manifest) Resolve(p string) (string, bool) {
 // have a directory, base's is kept. The entries themselves are shared,
 // not copied: neither input may change afterwards (sealed ones cannot).
 func Merge(base, over *Manifest) (*Manifest, error) {
-	out := &Manifest{entries: make(map[string]*Entry, len(base.entries)+len(over.entries))}
+	out := &Manifest{entries: make(map[string]*Entry, len(base.entries)+len(over.entries)), children: map[string]int{}}
 	for p, e := range base.entries {
-		out.entries[p] = e
+		out.set(p, e)
 	}
 	for _, e := range over.Entries() {
 		if old, ok := out.entries[e.Path]; ok && old.Kind == Dir && e.Kind == Dir {

@@ -12,9 +12,11 @@ import (
 
 	"github.com/gosupermin/gosupermin/appliance"
 	"github.com/gosupermin/gosupermin/backends"
+	"github.com/gosupermin/gosupermin/internal/baseimage"
 	"github.com/gosupermin/gosupermin/internal/gather"
 	"github.com/gosupermin/gosupermin/internal/outdir"
 	"github.com/gosupermin/gosupermin/internal/rootfs"
+	"github.com/gosupermin/gosupermin/internal/supermind"
 	"github.com/gosupermin/gosupermin/resolver"
 )
 
@@ -52,7 +54,7 @@ func Build(ctx context.Context, o BuildOptions) error {
 	if err := outdir.CheckDisjoint(o.Out, o.Inputs, root); err != nil {
 		return err
 	}
-	in, err := ReadInputs(o.Inputs)
+	in, err := supermind.Read(o.Inputs)
 	if err != nil {
 		return err
 	}
@@ -94,7 +96,13 @@ func Build(ctx context.Context, o BuildOptions) error {
 		// The same database gives the same made-up times.
 		a.Epoch = newest(dbFiles)
 	}
-	if err := o.gather(ctx, a, db, in); err != nil {
+	// Large files of base images wait here, unnamed, beside the output.
+	spool, err := baseimage.NewSpool(filepath.Dir(filepath.Clean(o.Out)))
+	if err != nil {
+		return err
+	}
+	a.closers = append(a.closers, spool.Close)
+	if err := o.gather(ctx, a, db, in, spool); err != nil {
 		return err
 	}
 	res, err := outdir.Replace(ctx, o.Out, start, func(tmp string) error {
@@ -137,7 +145,7 @@ func (o *BuildOptions) resolve(db backends.DB, roots []string) (*resolver.Closur
 
 // gather makes the appliance's manifest: the closure's files, hostfiles,
 // the base images over them, the package list, the first-boot scripts.
-func (o *BuildOptions) gather(ctx context.Context, a *Appliance, db backends.DB, in *Inputs) error {
+func (o *BuildOptions) gather(ctx context.Context, a *Appliance, db backends.DB, in *supermind.Inputs, spool *baseimage.Spool) error {
 	t := gather.NewTree(a.tree, gather.Options{Epoch: a.Epoch, Clamp: a.Clamp, Log: o.log})
 	if err := t.AddPackages(ctx, db, a.Packages, in.Excludes); err != nil {
 		return err
@@ -146,7 +154,7 @@ func (o *BuildOptions) gather(ctx context.Context, a *Appliance, db backends.DB,
 		return err
 	}
 	for _, img := range in.BaseImages {
-		if err := unpackBase(t.Manifest(), img); err != nil {
+		if err := baseimage.Unpack(ctx, t.Manifest(), img, spool); err != nil {
 			return err
 		}
 	}

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gosupermin/gosupermin/internal/supermind"
 )
 
 const edge = "../fixtures/dpkg/edge"
@@ -36,7 +38,7 @@ func TestPrepareFixture(t *testing.T) {
 		!hdrs[0].ModTime.Equal(o.Epoch) || hdrs[0].Typeflag != tar.TypeReg {
 		t.Fatalf("base.tar.gz headers %+v", hdrs)
 	}
-	if kind, _, err := Sniff(first); err != nil || kind != KindBaseImage {
+	if kind, err := supermind.Sniff(bytes.NewReader(first)); err != nil || kind != supermind.BaseImage {
 		t.Errorf("base.tar.gz sniffs as %v, %v", kind, err)
 	}
 	// Reproducible: the same inputs give the same bytes.
