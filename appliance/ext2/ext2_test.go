@@ -344,21 +344,31 @@ func TestUUIDFor(t *testing.T) {
 }
 
 func TestReproducible(t *testing.T) {
-	r := rand.New(rand.NewPCG(7, 7))
-	m := genTree(t, r, shapes[0])
-	entries := m.Entries()
-	opt := Options{Size: imageSize(entries), UUID: UUIDFor([]byte("same")), Time: testTime}
-	a, b := writeImage(t, entries, opt), writeImage(t, entries, opt)
-	da, err := os.ReadFile(a)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := os.ReadFile(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(da, db) {
-		t.Fatal("two writes of the same entries differ")
+	for _, c := range []struct {
+		name string
+		m    func(testing.TB) *appliance.Manifest
+	}{
+		{"generated", func(t testing.TB) *appliance.Manifest { return genTree(t, rand.New(rand.NewPCG(7, 7)), shapes[0]) }},
+		{"extended attributes", xattrTree},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			entries := c.m(t).Entries()
+			opt := Options{Size: imageSize(entries), UUID: UUIDFor([]byte("same")), Time: testTime}
+			// Each write from a manifest of its own: nothing may depend on
+			// memory addresses or map order.
+			a, b := writeImage(t, entries, opt), writeImage(t, c.m(t).Entries(), opt)
+			da, err := os.ReadFile(a)
+			if err != nil {
+				t.Fatal(err)
+			}
+			db, err := os.ReadFile(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(da, db) {
+				t.Fatal("two writes of the same entries differ")
+			}
+		})
 	}
 }
 
@@ -377,6 +387,15 @@ func TestNoSpace(t *testing.T) {
 		}
 		return m.Entries()
 	}
+	labelled := func(n int) []*appliance.Entry {
+		m := appliance.New()
+		mustPut(t, m, appliance.Entry{Path: "/", Kind: appliance.Dir, Mode: 0755})
+		for i := range n {
+			mustPut(t, m, appliance.Entry{Path: fmt.Sprintf("/f%06d", i), Kind: appliance.Regular, Mode: 0644,
+				Xattrs: []appliance.Xattr{{Name: "user.n", Value: []byte(strconv.Itoa(i))}}})
+		}
+		return m.Entries()
+	}
 	for _, c := range []struct {
 		name    string
 		entries []*appliance.Entry
@@ -390,6 +409,8 @@ func TestNoSpace(t *testing.T) {
 		// More inodes than one group's bitmap can track.
 		{"inodes", many(40000), 64 << 20},
 		{"one group short", big(130 << 20), 128 << 20},
+		// Empty files, but each with its own attribute block.
+		{"attribute blocks", labelled(3000), 8 << 20},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			img := filepath.Join(t.TempDir(), "root.img")

@@ -49,7 +49,8 @@ type node struct {
 	parent   *node  // directories
 	children []dirent
 	iblock   [15]uint32
-	sectors  uint64 // i_blocks
+	sectors  uint64    // i_blocks
+	xattr    *xattrSet // i_file_acl
 }
 
 type dirent struct {
@@ -79,6 +80,8 @@ type writer struct {
 	bufStart uint64
 	rbuf     []byte
 	ind      [3]indirect
+
+	xattrs []*xattrSet // attribute blocks, in the order they are written
 }
 
 func kindMode(k appliance.Kind) (mode uint16, ft uint8) {
@@ -332,6 +335,7 @@ func (w *writer) plan() error {
 			need += b + indirectBlocks(b)
 		}
 	}
+	need += uint64(len(w.xattrs))
 	inodes := uint64(len(w.nodes) - 1)
 	blocks := uint64(w.opt.Size) / blockSize
 	if blocks > maxBlocks {
