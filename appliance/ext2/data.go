@@ -268,7 +268,11 @@ func (w *writer) writeFile(n *node) error {
 	if err != nil {
 		return err
 	}
-	err = w.copyFile(n, r)
+	if exts, ok := w.extents[n.ino]; ok {
+		err = w.writeExtents(n, r, exts)
+	} else {
+		err = w.copyFile(n, r)
+	}
 	if cerr := r.Close(); err == nil && cerr != nil {
 		err = cerr
 	}

@@ -81,7 +81,8 @@ type writer struct {
 	rbuf     []byte
 	ind      [3]indirect
 
-	xattrs []*xattrSet // attribute blocks, in the order they are written
+	xattrs  []*xattrSet                   // attribute blocks, in the order they are written
+	extents map[uint32][]appliance.Extent // of files marked sparse, by inode
 }
 
 func kindMode(k appliance.Kind) (mode uint16, ft uint8) {
@@ -259,6 +260,16 @@ func (w *writer) makeNode(ino uint32, e *appliance.Entry, parent *node) (*node, 
 			return nil, fmt.Errorf("ext2: %s: size %d out of range (ext2 files hold up to %d bytes)", p, e.Size, int64(maxFileSize))
 		}
 		n.size = uint64(e.Size)
+		if e.Sparse {
+			exts, err := extentsOf(e)
+			if err != nil {
+				return nil, fmt.Errorf("ext2: %s: %w", p, err)
+			}
+			if w.extents == nil {
+				w.extents = map[uint32][]appliance.Extent{}
+			}
+			w.extents[ino] = exts
+		}
 	case appliance.Dir:
 		if parent.links >= maxLinks {
 			return nil, fmt.Errorf("ext2: %s: more than %d subdirectories in %s", p, maxLinks-2, parent.entry.Path)
@@ -310,7 +321,9 @@ func dirBlocks(n *node) uint64 {
 
 // plan sizes directories, checks that everything fits, and lays out the
 // filesystem. Sizes are known from the manifest, so the answer comes before
-// any data is read; holes can only make the real need smaller.
+// any data is read: files marked sparse count the blocks their extents
+// touch, others their whole size. Holes found while writing can only make
+// the real need smaller.
 func (w *writer) plan() error {
 	var need uint64
 	for _, n := range w.nodes {
@@ -331,8 +344,11 @@ func (w *writer) plan() error {
 		case appliance.Symlink:
 			need += n.nblocks
 		case appliance.Regular:
-			b := (n.size + blockSize - 1) / blockSize
-			need += b + indirectBlocks(b)
+			runs := []run{{0, (n.size + blockSize - 1) / blockSize}}
+			if exts, ok := w.extents[n.ino]; ok {
+				runs = blockRuns(exts)
+			}
+			need += runBlocks(runs) + runIndirect(runs)
 		}
 	}
 	need += uint64(len(w.xattrs))

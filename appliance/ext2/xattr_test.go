@@ -2,7 +2,6 @@ package ext2
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
 	"fmt"
 	"os"
@@ -325,17 +324,8 @@ func TestXattrErrors(t *testing.T) {
 		{"default ACL", file(appliance.Xattr{Name: "system.posix_acl_default", Value: []byte("junk")}), "system.posix_acl_default: POSIX ACL version 1802401130, want 2"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			f, err := os.Create(filepath.Join(t.TempDir(), "root.img"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
-			err = write(context.Background(), f, c.entries, Options{Size: 16 << 20})
-			if err == nil || !strings.Contains(err.Error(), c.want) {
-				t.Fatalf("Write = %v, want an error with %q", err, c.want)
-			}
-			if fi, _ := f.Stat(); fi.Size() != 0 {
-				t.Errorf("image is %d bytes after the error, want untouched", fi.Size())
+			if size := wantWriteError(t, c.entries, Options{Size: 16 << 20}, c.want); size != 0 {
+				t.Errorf("image is %d bytes after the error, want untouched", size)
 			}
 		})
 	}
