@@ -44,11 +44,14 @@ type chunk struct {
 }
 
 func (s *sparseSource) Open() (io.ReadCloser, error) {
-	r := &sparseReader{s: s}
+	r := io.NewSectionReader(sparseAt{s}, 0, s.size)
 	if s.seq {
 		return io.NopCloser(struct{ io.Reader }{r}), nil
 	}
-	return r, nil
+	return struct {
+		*io.SectionReader
+		io.Closer
+	}{r, io.NopCloser(nil)}, nil
 }
 
 func (s *sparseSource) Extents() ([]appliance.Extent, error) {
@@ -59,25 +62,11 @@ func (s *sparseSource) Extents() ([]appliance.Extent, error) {
 	return exts, s.extErr
 }
 
-type sparseReader struct {
-	s   *sparseSource
-	off int64
-}
+// sparseAt reads a sparseSource at any offset.
+type sparseAt struct{ s *sparseSource }
 
-func (r *sparseReader) Read(p []byte) (int, error) {
-	n, err := r.ReadAt(p, r.off)
-	r.off += int64(n)
-	if n > 0 {
-		return n, nil
-	}
-	return 0, err
-}
-
-func (r *sparseReader) ReadAt(p []byte, off int64) (int, error) {
-	if off >= r.s.size {
-		return 0, io.EOF
-	}
-	n := int(min(int64(len(p)), r.s.size-off))
+func (r sparseAt) ReadAt(p []byte, off int64) (int, error) {
+	n := int(max(0, min(int64(len(p)), r.s.size-off)))
 	clear(p[:n])
 	for _, c := range r.s.chunks {
 		lo, hi := max(c.off, off), min(c.off+int64(len(c.data)), off+int64(n))
@@ -90,8 +79,6 @@ func (r *sparseReader) ReadAt(p []byte, off int64) (int, error) {
 	}
 	return n, nil
 }
-
-func (r *sparseReader) Close() error { return nil }
 
 func mustPut(t testing.TB, m *appliance.Manifest, e appliance.Entry) {
 	t.Helper()
@@ -341,7 +328,7 @@ func checkBlocks(t testing.TB, img, p string, src *sparseSource, lbns []int64) {
 			t.Fatalf("bmap %d: %q", lbn, bmaps[i])
 		}
 		want := make([]byte, blockSize)
-		(&sparseReader{s: src}).ReadAt(want, lbn*blockSize)
+		sparseAt{src}.ReadAt(want, lbn*blockSize)
 		if bytes.Equal(want, zeroBlock[:]) {
 			if phys != 0 {
 				t.Errorf("%s block %d: allocated (%d), want a hole", p, lbn, phys)
