@@ -1,5 +1,6 @@
 // Package chroot writes a manifest as a directory tree that can be entered
-// with chroot(8): modes, links, devices, times and, as root, owners.
+// with chroot(8): modes, links, devices, holes, extended attributes, times
+// and, as root, owners.
 package chroot
 
 import (
@@ -9,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -21,8 +23,8 @@ import (
 type Options struct {
 	// Owners sets each entry's owner; only root may.
 	Owners bool
-	// Warn receives entries that could not be made as they are (devices
-	// when not root).
+	// Warn receives what could not be made as it is: devices, and
+	// security.* and trusted.* attributes, when not root.
 	Warn func(string)
 }
 
@@ -78,7 +80,7 @@ func write(ctx context.Context, dir string, entries []*appliance.Entry, opt Opti
 			}
 		}
 	}
-	var skippedDevs atomic.Int64
+	var skippedDevs, skippedXattrs atomic.Int64
 	err := parallel(ctx, others, func(e *appliance.Entry) error {
 		p := host(e)
 		var err error
@@ -105,7 +107,9 @@ func write(ctx context.Context, dir string, entries []*appliance.Entry, opt Opti
 		if err != nil {
 			return fmt.Errorf("chroot: create %s: %w", e.Path, err)
 		}
-		return setMeta(p, e, opt.Owners)
+		skipped, err := setMeta(p, e, opt.Owners)
+		skippedXattrs.Add(int64(skipped))
+		return err
 	})
 	if err != nil {
 		return err
@@ -122,9 +126,14 @@ func write(ctx context.Context, dir string, entries []*appliance.Entry, opt Opti
 	// read-only directories must stay writable while filled, and adding
 	// children changes a directory's mtime.
 	for i := len(dirs) - 1; i >= 0; i-- {
-		if err := setMeta(host(dirs[i]), dirs[i], opt.Owners); err != nil {
+		skipped, err := setMeta(host(dirs[i]), dirs[i], opt.Owners)
+		skippedXattrs.Add(int64(skipped))
+		if err != nil {
 			return err
 		}
+	}
+	if n := skippedXattrs.Load(); n > 0 {
+		opt.Warn(fmt.Sprintf("%d extended attributes (security.*, trusted.*) not set: only root can set them", n))
 	}
 	return ctx.Err()
 }
@@ -144,6 +153,11 @@ func parallel(ctx context.Context, entries []*appliance.Entry, f func(*appliance
 		go func() {
 			defer wg.Done()
 			for e := range work {
+				// The feeder's select may still hand out work after
+				// the end.
+				if ctx.Err() != nil {
+					continue
+				}
 				if err := f(e); err != nil {
 					cancel(err)
 				}
@@ -168,12 +182,16 @@ func writeFile(p string, e *appliance.Entry) error {
 	if err != nil {
 		return err
 	}
-	n, err := copyData(f, e)
+	if e.Sparse {
+		err = writeExtents(f, e)
+	} else {
+		var n int64
+		if n, err = copyData(f, e); err == nil && n != e.Size {
+			err = fmt.Errorf("size changed while reading: %d bytes, expected %d", n, e.Size)
+		}
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
-	}
-	if err == nil && n != e.Size {
-		err = fmt.Errorf("size changed while reading: %d bytes, expected %d", n, e.Size)
 	}
 	return err
 }
@@ -191,24 +209,149 @@ func copyData(f *os.File, e *appliance.Entry) (int64, error) {
 	return io.Copy(f, io.LimitReader(r, e.Size+1))
 }
 
-func setMeta(p string, e *appliance.Entry, owners bool) error {
-	if owners {
-		if err := os.Lchown(p, int(e.UID), int(e.GID)); err != nil {
-			return fmt.Errorf("chroot: chown %s: %w", e.Path, err)
+// writeExtents copies only the extents of a file marked sparse, each at
+// its offset, and sets the size: what lies between stays a hole.
+func writeExtents(f *os.File, e *appliance.Entry) error {
+	s, ok := e.Data.(appliance.SparseSource)
+	if !ok {
+		return errors.New("marked sparse, but its data has no extents")
+	}
+	exts, err := s.Extents()
+	if err != nil {
+		return fmt.Errorf("extents: %w", err)
+	}
+	r, err := e.Data.Open()
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	var end int64 // of the extent before, and how far r has been read
+	for _, x := range exts {
+		if x.Off < end || x.Len < 0 || x.Len > e.Size-x.Off {
+			return fmt.Errorf("extent %d+%d out of order or past the size, %d", x.Off, x.Len, e.Size)
+		}
+		if err := copyExtent(f, r, x, end); err != nil {
+			return err
+		}
+		end = x.Off + x.Len
+	}
+	return f.Truncate(e.Size)
+}
+
+// copyExtent copies extent x of r to the same place in f; r has been read
+// up to pos. Files go through copy_file_range; other sources are read in
+// place when they can be, else read on to x.
+func copyExtent(f *os.File, r io.Reader, x appliance.Extent, pos int64) error {
+	if src, ok := r.(*os.File); ok {
+		n, err := copyFileRange(f, src, x)
+		if err != nil {
+			return err
+		}
+		x.Off, x.Len = x.Off+n, x.Len-n
+		if x.Len == 0 {
+			return nil
 		}
 	}
+	var in io.Reader
+	switch s := r.(type) {
+	case io.ReaderAt:
+		in = io.NewSectionReader(s, x.Off, x.Len)
+	case io.Seeker:
+		if _, err := s.Seek(x.Off, io.SeekStart); err != nil {
+			return err
+		}
+		in = io.LimitReader(r, x.Len)
+	default:
+		if n, err := io.CopyN(io.Discard, r, x.Off-pos); err != nil {
+			return fmt.Errorf("data ends at byte %d, before its extent %d+%d: %w", pos+n, x.Off, x.Len, err)
+		}
+		in = io.LimitReader(r, x.Len)
+	}
+	n, err := io.Copy(io.NewOffsetWriter(f, x.Off), in)
+	if err == nil && n < x.Len {
+		err = fmt.Errorf("data ends at byte %d, inside its extent %d+%d", x.Off+n, x.Off, x.Len)
+	}
+	return err
+}
+
+// copyFileRange copies what it can of extent x from src to f in the
+// kernel, and says how much; the rest is for the caller to copy, as where
+// copy_file_range does not work across these filesystems.
+func copyFileRange(f, src *os.File, x appliance.Extent) (int64, error) {
+	roff, woff := x.Off, x.Off
+	for roff < x.Off+x.Len {
+		n, err := unix.CopyFileRange(int(src.Fd()), &roff, int(f.Fd()), &woff, int(min(x.Off+x.Len-roff, 1<<30)), 0)
+		switch {
+		case errors.Is(err, unix.EXDEV), errors.Is(err, unix.ENOSYS), errors.Is(err, unix.EOPNOTSUPP), errors.Is(err, unix.EINVAL):
+			return roff - x.Off, nil
+		case err != nil:
+			return roff - x.Off, err
+		case n == 0:
+			// The end of src, or a file it cannot copy from (procfs):
+			// the caller's copy tells which.
+			return roff - x.Off, nil
+		}
+	}
+	return x.Len, nil
+}
+
+// setMeta gives p the owner, mode, extended attributes and times of e, in
+// that order: chown clears setuid, setgid and security.capability. It
+// returns how many attributes it left out because only root can set them.
+func setMeta(p string, e *appliance.Entry, owners bool) (skipped int, err error) {
+	if owners {
+		if err := os.Lchown(p, int(e.UID), int(e.GID)); err != nil {
+			return 0, fmt.Errorf("chroot: chown %s: %w", e.Path, err)
+		}
+	}
+	// Setting user.* needs write permission, which the owner of a
+	// read-only file has only for a while.
+	borrow := !owners && e.Kind != appliance.Symlink && e.Mode&0o200 == 0 && hasUserXattr(e.Xattrs)
 	if e.Kind != appliance.Symlink {
-		// After chown, which clears setuid and setgid.
+		mode := e.Mode
+		if borrow {
+			mode |= 0o200
+		}
+		if err := unix.Chmod(p, mode); err != nil {
+			return 0, fmt.Errorf("chroot: chmod %s: %w", e.Path, err)
+		}
+	}
+	for _, x := range e.Xattrs {
+		err := unix.Lsetxattr(p, x.Name, x.Value, 0)
+		if errors.Is(err, unix.EPERM) && !owners && rootOnlyXattr(x.Name) {
+			skipped++
+			continue
+		}
+		if err != nil {
+			return skipped, fmt.Errorf("chroot: set extended attribute %s of %s: %w", x.Name, e.Path, err)
+		}
+	}
+	if borrow {
 		if err := unix.Chmod(p, e.Mode); err != nil {
-			return fmt.Errorf("chroot: chmod %s: %w", e.Path, err)
+			return skipped, fmt.Errorf("chroot: chmod %s: %w", e.Path, err)
 		}
 	}
 	if e.ModTime.IsZero() {
-		return nil
+		return skipped, nil
 	}
 	ts := unix.NsecToTimespec(e.ModTime.UnixNano())
 	if err := unix.UtimesNanoAt(unix.AT_FDCWD, p, []unix.Timespec{ts, ts}, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return fmt.Errorf("chroot: set times of %s: %w", e.Path, err)
+		return skipped, fmt.Errorf("chroot: set times of %s: %w", e.Path, err)
 	}
-	return nil
+	return skipped, nil
+}
+
+func hasUserXattr(xs []appliance.Xattr) bool {
+	for _, x := range xs {
+		if strings.HasPrefix(x.Name, "user.") {
+			return true
+		}
+	}
+	return false
+}
+
+// rootOnlyXattr tells the attributes that need CAP_SYS_ADMIN (or
+// CAP_SETFCAP) to set.
+func rootOnlyXattr(name string) bool {
+	return strings.HasPrefix(name, "security.") || strings.HasPrefix(name, "trusted.")
 }

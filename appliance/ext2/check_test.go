@@ -3,6 +3,7 @@ package ext2
 import (
 	"bytes"
 	"crypto/sha256"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -282,6 +283,8 @@ func compareTree(t testing.TB, img string, entries []*appliance.Entry, skip stri
 		}
 	}
 
+	compareXattrs(t, img, entries, byPath)
+
 	// Contents and link targets, through rdump of each top-level entry.
 	// debugfs reads command lines into a small buffer, so a root with
 	// many entries takes many commands.
@@ -351,4 +354,47 @@ func statTime(t testing.TB, stat, field string) time.Time {
 	extra, _ := strconv.ParseUint(m[2], 16, 32)
 	sec := int64(int32(uint32(lo))) + int64(extra&3)<<32
 	return time.Unix(sec, int64(extra>>2))
+}
+
+// compareXattrs reads every extended attribute back as it is stored
+// (ea_get -r): ACLs in ext2's format, the rest as given. A hard link has
+// its target's attributes.
+func compareXattrs(t testing.TB, img string, entries []*appliance.Entry, byPath map[string]*appliance.Entry) {
+	t.Helper()
+	type check struct {
+		path, name string
+		want       []byte
+	}
+	var checks []check
+	for _, e := range entries {
+		m := e
+		if e.Kind == appliance.Hardlink {
+			m = byPath[e.Link]
+		}
+		for _, x := range m.Xattrs {
+			want := x.Value
+			if x.Name == "system.posix_acl_access" || x.Name == "system.posix_acl_default" {
+				var err error
+				if want, err = diskACL(x.Value); err != nil {
+					t.Fatalf("%s: %s: %v", e.Path, x.Name, err)
+				}
+			}
+			checks = append(checks, check{e.Path, x.Name, want})
+		}
+	}
+	if len(checks) == 0 {
+		return
+	}
+	dir := t.TempDir()
+	cmds := make([]string, len(checks))
+	for i, c := range checks {
+		cmds[i] = fmt.Sprintf("ea_get -r -f %s %s %s", quote(filepath.Join(dir, strconv.Itoa(i))), quote(c.path), quote(c.name))
+	}
+	debugfs(t, img, cmds)
+	for i, c := range checks {
+		got, err := os.ReadFile(filepath.Join(dir, strconv.Itoa(i)))
+		if err != nil || !bytes.Equal(got, c.want) {
+			t.Errorf("%s: %s = %x (%v), want %x", c.path, c.name, got, err, c.want)
+		}
+	}
 }

@@ -160,8 +160,8 @@ func (w *writer) finish() error {
 }
 
 // writeData allocates and writes every data block: directories first, so
-// that path lookups at boot read one compact area, then symlinks and files
-// in manifest order.
+// that path lookups at boot read one compact area, then attribute blocks,
+// read with their inodes, then symlinks and files in manifest order.
 func (w *writer) writeData() error {
 	w.buf = make([]byte, 0, writeBuf)
 	for _, n := range w.nodes {
@@ -170,6 +170,9 @@ func (w *writer) writeData() error {
 				return fmt.Errorf("ext2: write %s: %w", n.entry.Path, err)
 			}
 		}
+	}
+	if err := w.writeXattrs(); err != nil {
+		return fmt.Errorf("ext2: write extended attributes: %w", err)
 	}
 	for i, n := range w.nodes {
 		if n == nil {
@@ -265,7 +268,11 @@ func (w *writer) writeFile(n *node) error {
 	if err != nil {
 		return err
 	}
-	err = w.copyFile(n, r)
+	if exts, ok := w.extents[n.ino]; ok {
+		err = w.writeExtents(n, r, exts)
+	} else {
+		err = w.copyFile(n, r)
+	}
 	if cerr := r.Close(); err == nil && cerr != nil {
 		err = cerr
 	}

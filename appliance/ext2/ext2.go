@@ -95,6 +95,9 @@ func write(ctx context.Context, f *os.File, entries []*appliance.Entry, opt Opti
 	if err := w.build(entries); err != nil {
 		return err
 	}
+	if err := w.collectXattrs(); err != nil {
+		return err
+	}
 	if err := w.plan(); err != nil {
 		return err
 	}

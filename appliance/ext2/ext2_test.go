@@ -29,10 +29,13 @@ func randBytes(r *rand.Rand, n int) []byte {
 }
 
 // sparseSource is a large file that is zero but for a few chunks, produced
-// without memory proportional to its size.
+// without memory proportional to its size. It is an appliance.SparseSource
+// whose extents are the chunks.
 type sparseSource struct {
 	size   int64
-	chunks []chunk
+	chunks []chunk // sorted, disjoint
+	seq    bool    // its readers can neither seek nor read at an offset
+	extErr error   // what Extents returns
 }
 
 type chunk struct {
@@ -40,27 +43,41 @@ type chunk struct {
 	data []byte
 }
 
-func (s *sparseSource) Open() (io.ReadCloser, error) { return io.NopCloser(&sparseReader{s: s}), nil }
-
-type sparseReader struct {
-	s   *sparseSource
-	off int64
+func (s *sparseSource) Open() (io.ReadCloser, error) {
+	r := io.NewSectionReader(sparseAt{s}, 0, s.size)
+	if s.seq {
+		return io.NopCloser(struct{ io.Reader }{r}), nil
+	}
+	return struct {
+		*io.SectionReader
+		io.Closer
+	}{r, io.NopCloser(nil)}, nil
 }
 
-func (r *sparseReader) Read(p []byte) (int, error) {
-	if r.off >= r.s.size {
-		return 0, io.EOF
+func (s *sparseSource) Extents() ([]appliance.Extent, error) {
+	var exts []appliance.Extent
+	for _, c := range s.chunks {
+		exts = append(exts, appliance.Extent{Off: c.off, Len: int64(len(c.data))})
 	}
-	p = p[:min(int64(len(p)), r.s.size-r.off)]
-	clear(p)
+	return exts, s.extErr
+}
+
+// sparseAt reads a sparseSource at any offset.
+type sparseAt struct{ s *sparseSource }
+
+func (r sparseAt) ReadAt(p []byte, off int64) (int, error) {
+	n := int(max(0, min(int64(len(p)), r.s.size-off)))
+	clear(p[:n])
 	for _, c := range r.s.chunks {
-		lo, hi := max(c.off, r.off), min(c.off+int64(len(c.data)), r.off+int64(len(p)))
+		lo, hi := max(c.off, off), min(c.off+int64(len(c.data)), off+int64(n))
 		if lo < hi {
-			copy(p[lo-r.off:hi-r.off], c.data[lo-c.off:hi-c.off])
+			copy(p[lo-off:hi-off], c.data[lo-c.off:hi-c.off])
 		}
 	}
-	r.off += int64(len(p))
-	return len(p), nil
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
 }
 
 func mustPut(t testing.TB, m *appliance.Manifest, e appliance.Entry) {
@@ -226,16 +243,12 @@ func TestWriteAllKinds(t *testing.T) {
 	for _, p := range paths {
 		cmds = append(cmds, "stat "+quote(p))
 	}
-	for _, lbn := range []int64{0, 1, 524288, 524289, 524290, hugeSize / blockSize} {
-		cmds = append(cmds, fmt.Sprintf("bmap /huge/sparse %d", lbn))
-	}
 	out := debugfs(t, img, cmds)
 	stats, out := out[0], out[1:]
 	stat := map[string]string{}
 	for i, p := range paths {
 		stat[p] = out[i]
 	}
-	bmaps := out[len(paths):]
 
 	for _, want := range []string{"Filesystem volume name:   appliance", "Filesystem features:      filetype sparse_super large_file",
 		"Filesystem UUID:          " + uuidString(opt.UUID), "Block size:               4096", "Inode size:\t          256",
@@ -291,22 +304,34 @@ func TestWriteAllKinds(t *testing.T) {
 	}
 
 	// The huge file's data blocks hold the chunks; the rest are holes.
+	src := entries[indexOf(entries, "/huge/sparse")].Data.(*sparseSource)
+	checkBlocks(t, img, "/huge/sparse", src, []int64{0, 1, 524288, 524289, 524290, hugeSize / blockSize})
+}
+
+// checkBlocks reads blocks lbns of file p from the image, where debugfs
+// maps them, and compares them with src: a block of zeros must be a hole.
+func checkBlocks(t testing.TB, img, p string, src *sparseSource, lbns []int64) {
+	t.Helper()
+	cmds := make([]string, len(lbns))
+	for i, lbn := range lbns {
+		cmds[i] = fmt.Sprintf("bmap %s %d", quote(p), lbn)
+	}
+	bmaps := debugfs(t, img, cmds)
 	f, err := os.Open(img)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	src := entries[indexOf(entries, "/huge/sparse")].Data.(*sparseSource)
-	for i, lbn := range []int64{0, 1, 524288, 524289, 524290, hugeSize / blockSize} {
+	for i, lbn := range lbns {
 		phys, err := strconv.ParseInt(strings.TrimSpace(bmaps[i]), 10, 64)
 		if err != nil {
 			t.Fatalf("bmap %d: %q", lbn, bmaps[i])
 		}
 		want := make([]byte, blockSize)
-		(&sparseReader{s: src, off: lbn * blockSize}).Read(want)
-		if bytes.Equal(want, make([]byte, blockSize)) {
+		sparseAt{src}.ReadAt(want, lbn*blockSize)
+		if bytes.Equal(want, zeroBlock[:]) {
 			if phys != 0 {
-				t.Errorf("/huge/sparse block %d: allocated (%d), want a hole", lbn, phys)
+				t.Errorf("%s block %d: allocated (%d), want a hole", p, lbn, phys)
 			}
 			continue
 		}
@@ -315,7 +340,7 @@ func TestWriteAllKinds(t *testing.T) {
 			t.Fatal(err)
 		}
 		if !bytes.Equal(got, want) {
-			t.Errorf("/huge/sparse block %d (at %d): content differs", lbn, phys)
+			t.Errorf("%s block %d (at %d): content differs", p, lbn, phys)
 		}
 	}
 }
@@ -344,25 +369,31 @@ func TestUUIDFor(t *testing.T) {
 }
 
 func TestReproducible(t *testing.T) {
-	r := rand.New(rand.NewPCG(7, 7))
-	m := genTree(t, r, shapes[0])
-	entries := m.Entries()
-	opt := Options{Size: imageSize(entries), UUID: UUIDFor([]byte("same")), Time: testTime}
-	a, b := writeImage(t, entries, opt), writeImage(t, entries, opt)
-	da, err := os.ReadFile(a)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := os.ReadFile(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(da, db) {
-		t.Fatal("two writes of the same entries differ")
+	needTools(t)
+	for _, c := range []struct {
+		name string
+		m    func(testing.TB) *appliance.Manifest
+	}{
+		{"generated", func(t testing.TB) *appliance.Manifest { return genTree(t, rand.New(rand.NewPCG(7, 7)), shapes[0]) }},
+		{"extended attributes", xattrTree},
+		{"sparse", func(t testing.TB) *appliance.Manifest { return sparseTree(t, false) }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			entries := c.m(t).Entries()
+			opt := Options{Size: imageSize(entries), UUID: UUIDFor([]byte("same")), Time: testTime}
+			// Each write from a manifest of its own: nothing may depend on
+			// memory addresses or map order.
+			a, b := writeImage(t, entries, opt), writeImage(t, c.m(t).Entries(), opt)
+			fsck(t, a)
+			if hashFile(t, a) != hashFile(t, b) {
+				t.Fatal("two writes of the same entries differ")
+			}
+		})
 	}
 }
 
 func TestNoSpace(t *testing.T) {
+	needTools(t)
 	big := func(size int64) []*appliance.Entry {
 		m := appliance.New()
 		mustPut(t, m, appliance.Entry{Path: "/", Kind: appliance.Dir, Mode: 0755})
@@ -374,6 +405,21 @@ func TestNoSpace(t *testing.T) {
 		mustPut(t, m, appliance.Entry{Path: "/", Kind: appliance.Dir, Mode: 0755})
 		for i := range n {
 			mustPut(t, m, appliance.Entry{Path: fmt.Sprintf("/f%06d", i), Kind: appliance.Regular, Mode: 0644})
+		}
+		return m.Entries()
+	}
+	sparse := func(size int64, chunks ...chunk) []*appliance.Entry {
+		m := appliance.New()
+		mustPut(t, m, appliance.Entry{Path: "/", Kind: appliance.Dir, Mode: 0755})
+		mustPut(t, m, appliance.Entry{Path: "/f", Kind: appliance.Regular, Mode: 0644, Size: size, Sparse: true, Data: &sparseSource{size: size, chunks: chunks}})
+		return m.Entries()
+	}
+	labelled := func(n int) []*appliance.Entry {
+		m := appliance.New()
+		mustPut(t, m, appliance.Entry{Path: "/", Kind: appliance.Dir, Mode: 0755})
+		for i := range n {
+			mustPut(t, m, appliance.Entry{Path: fmt.Sprintf("/f%06d", i), Kind: appliance.Regular, Mode: 0644,
+				Xattrs: []appliance.Xattr{{Name: "user.n", Value: []byte(strconv.Itoa(i))}}})
 		}
 		return m.Entries()
 	}
@@ -390,6 +436,11 @@ func TestNoSpace(t *testing.T) {
 		// More inodes than one group's bitmap can track.
 		{"inodes", many(40000), 64 << 20},
 		{"one group short", big(130 << 20), 128 << 20},
+		// Files marked sparse need the blocks of their extents.
+		{"sparse extents larger than image", sparse(1<<40, chunk{1 << 30, bytes.Repeat([]byte{1}, 40<<20)}), 32 << 20},
+		{"sparse extents far apart", sparse(1<<40, chunk{0, []byte{1}}, chunk{1 << 39, []byte{1}}, chunk{1<<40 - 1, []byte{1}}), 64 << 10},
+		// Empty files, but each with its own attribute block.
+		{"attribute blocks", labelled(3000), 8 << 20},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			img := filepath.Join(t.TempDir(), "root.img")
@@ -422,6 +473,7 @@ func TestNoSpace(t *testing.T) {
 			if err := write(context.Background(), f2, c.entries, Options{Size: need << 20, Time: testTime}); err != nil {
 				t.Fatalf("with the %d MiB the error asked for: %v", need, err)
 			}
+			fsck(t, f2.Name())
 		})
 	}
 }
@@ -470,18 +522,10 @@ func TestWriteErrors(t *testing.T) {
 		{"negative size option", []*appliance.Entry{root}, Options{Size: -1}, "negative image size"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			f, err := os.Create(filepath.Join(t.TempDir(), "root.img"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
 			if c.opt.Size == 0 {
 				c.opt.Size = 16 << 20
 			}
-			err = write(context.Background(), f, c.entries, c.opt)
-			if err == nil || !strings.Contains(err.Error(), c.want) {
-				t.Fatalf("Write = %v, want an error with %q", err, c.want)
-			}
+			wantWriteError(t, c.entries, c.opt, c.want)
 		})
 	}
 
@@ -496,6 +540,26 @@ func TestWriteErrors(t *testing.T) {
 			t.Fatalf("Write = %v, want a not-empty error", err)
 		}
 	})
+}
+
+// wantWriteError writes entries into a new image, checks that this fails
+// with an error that says want, and returns the image's size after it.
+func wantWriteError(t testing.TB, entries []*appliance.Entry, opt Options, want string) int64 {
+	t.Helper()
+	f, err := os.Create(filepath.Join(t.TempDir(), "root.img"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	err = write(context.Background(), f, entries, opt)
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("Write = %v, want an error with %q", err, want)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
 }
 
 type errReader struct{}
@@ -530,45 +594,56 @@ type memSource []byte
 
 func (m memSource) Open() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(m)), nil }
 
-func BenchmarkWrite(b *testing.B) {
+// BenchmarkWriteManifest writes 10,000 small files in 100 directories and
+// four large ones, all from memory, so that it measures the writer and the
+// image's filesystem. MB/s counts file bytes.
+func BenchmarkWriteManifest(b *testing.B) {
+	needTools(b)
 	r := rand.New(rand.NewPCG(3, 4))
+	pool := randBytes(r, 32<<20)
 	m := appliance.New()
 	mustPut(b, m, appliance.Entry{Path: "/", Kind: appliance.Dir, Mode: 0755})
 	var total int64
-	pool := randBytes(r, 4<<20)
-	for i := range 5000 {
+	file := func(p string, size int) {
+		off := r.IntN(len(pool) - size + 1)
+		mustPut(b, m, appliance.Entry{Path: p, Kind: appliance.Regular, Mode: 0644, Size: int64(size), Data: memSource(pool[off : off+size])})
+		total += int64(size)
+	}
+	for i := range 10000 {
 		if i%100 == 0 {
 			mustPut(b, m, appliance.Entry{Path: fmt.Sprintf("/d%02d", i/100), Kind: appliance.Dir, Mode: 0755})
 		}
-		var size int
-		switch x := r.IntN(100); {
-		case x < 60:
-			size = r.IntN(8 << 10)
-		case x < 95:
+		// Sizes as in /usr: most files under 8 KiB, some up to 128 KiB.
+		size := r.IntN(8 << 10)
+		if r.IntN(10) == 0 {
 			size = r.IntN(128 << 10)
-		default:
-			size = r.IntN(2 << 20)
 		}
-		off := r.IntN(len(pool) - size + 1)
-		mustPut(b, m, appliance.Entry{Path: fmt.Sprintf("/d%02d/f%04d", i/100, i), Kind: appliance.Regular, Mode: 0644,
-			Size: int64(size), Data: memSource(pool[off : off+size])})
-		total += int64(size)
+		file(fmt.Sprintf("/d%02d/f%04d", i/100, i), size)
 	}
-	entries := m.Entries()
-	opt := Options{Size: imageSize(entries), Time: testTime}
-	dir := b.TempDir()
+	mustPut(b, m, appliance.Entry{Path: "/large", Kind: appliance.Dir, Mode: 0755})
+	for i := range 4 {
+		file(fmt.Sprintf("/large/%d", i), 32<<20)
+	}
+	if err := m.Seal(); err != nil {
+		b.Fatal(err)
+	}
+	opt := Options{Size: imageSize(m.Entries()), Time: testTime}
+	img := filepath.Join(b.TempDir(), "bench.img")
 	b.SetBytes(total)
 	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		img := filepath.Join(dir, "bench.img")
+	for range b.N {
+		os.Remove(img)
 		f, err := os.Create(img)
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := write(context.Background(), f, entries, opt); err != nil {
+		if err := NewWriter(f, opt).WriteManifest(context.Background(), m); err != nil {
 			b.Fatal(err)
 		}
-		f.Close()
-		os.Remove(img)
+		if err := f.Close(); err != nil {
+			b.Fatal(err)
+		}
 	}
+	b.StopTimer()
+	fsck(b, img)
 }

@@ -1,9 +1,11 @@
 package ext2
 
 import (
+	"bytes"
 	"fmt"
 	"math/rand/v2"
 	"path"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -21,6 +23,8 @@ type shape struct {
 	maxFile          int     // bytes
 	hole             float64 // chance that a file has holes
 	minName, maxName int
+	xattr            float64 // chance that an inode has extended attributes
+	extents          bool    // files are marked sparse, with the extents a host would report
 }
 
 var shapes = []shape{
@@ -30,6 +34,37 @@ var shapes = []shape{
 	{name: "links", entries: 300, maxDepth: 3, dir: 0.1, hard: 0.5, maxFile: 16 << 10, minName: 1, maxName: 12},
 	{name: "sparse", entries: 30, maxDepth: 2, dir: 0.1, maxFile: 6 << 20, hole: 0.8, minName: 1, maxName: 12},
 	{name: "long names", entries: 500, maxDepth: 3, dir: 0.1, sym: 0.2, maxFile: 1 << 10, minName: 100, maxName: 255},
+	{name: "extents", entries: 30, maxDepth: 2, dir: 0.1, maxFile: 6 << 20, hole: 0.8, minName: 1, maxName: 12, extents: true},
+	{name: "xattrs", entries: 400, maxDepth: 4, dir: 0.15, hard: 0.05, sym: 0.1, special: 0.05, maxFile: 16 << 10, minName: 1, maxName: 20, xattr: 0.6},
+}
+
+// genXattrs picks attributes as hosts have them: a few labels and ACLs
+// that many inodes share, and values of their own.
+func genXattrs(r *rand.Rand, k appliance.Kind) []appliance.Xattr {
+	labels := []string{"system_u:object_r:bin_t:s0", "system_u:object_r:etc_t:s0", "unconfined_u:object_r:user_home_t:s0"}
+	xs := []appliance.Xattr{{Name: "security.selinux", Value: []byte(labels[r.IntN(len(labels))] + "\x00")}}
+	dataOrDir := k == appliance.Regular || k == appliance.Dir
+	if k == appliance.Regular && r.IntN(4) == 0 {
+		xs = append(xs, appliance.Xattr{Name: "security.capability", Value: []byte{1, 0, 0, 2, byte(r.IntN(256)), 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}})
+	}
+	if dataOrDir && r.IntN(3) == 0 {
+		acl := vfsACL([3]uint32{aclUserObj, 7, aclNoID}, [3]uint32{aclUser, uint32(r.IntN(8)), uint32(r.IntN(3000))},
+			[3]uint32{aclGroupObj, 5, aclNoID}, [3]uint32{aclMask, 7, aclNoID}, [3]uint32{aclOther, uint32(r.IntN(8)), aclNoID})
+		xs = append(xs, appliance.Xattr{Name: "system.posix_acl_access", Value: acl})
+		if k == appliance.Dir {
+			xs = append(xs, appliance.Xattr{Name: "system.posix_acl_default", Value: acl})
+		}
+	}
+	if dataOrDir && r.IntN(3) == 0 {
+		for i := range 1 + r.IntN(5) {
+			xs = append(xs, appliance.Xattr{Name: fmt.Sprintf("user.%d", i), Value: randBytes(r, r.IntN(300))})
+		}
+	}
+	if r.IntN(5) == 0 {
+		xs = append(xs, appliance.Xattr{Name: "trusted.overlay.opaque", Value: []byte("y")})
+	}
+	sort.Slice(xs, func(i, j int) bool { return xs[i].Name < xs[j].Name })
+	return xs
 }
 
 const nameChars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-+,=@~ é"
@@ -134,8 +169,14 @@ func genTree(t testing.TB, r *rand.Rand, s shape) *appliance.Manifest {
 			e.Kind = appliance.Regular
 			if data := genData(r, s); data != nil {
 				e.Size, e.Data = int64(len(data)), appliance.Bytes(data)
+				if s.extents {
+					e.Data, e.Sparse = dataExtents(data), true
+				}
 			}
 			files = append(files, p)
+		}
+		if s.xattr > 0 && e.Kind != appliance.Hardlink && r.Float64() < s.xattr {
+			e.Xattrs = genXattrs(r, e.Kind)
 		}
 		mustPut(t, m, e)
 	}
@@ -145,11 +186,38 @@ func genTree(t testing.TB, r *rand.Rand, s shape) *appliance.Manifest {
 	return m
 }
 
-// imageSize is a generous size for entries.
+// dataExtents makes data a sparse source whose extents are its blocks
+// that are not all zeros, as SEEK_DATA finds them in a host file.
+func dataExtents(data []byte) *sparseSource {
+	s := &sparseSource{size: int64(len(data))}
+	for off := 0; off < len(data); off += blockSize {
+		end := min(off+blockSize, len(data))
+		if bytes.Equal(data[off:end], zeroBlock[:end-off]) {
+			continue
+		}
+		if k := len(s.chunks) - 1; k >= 0 && s.chunks[k].off+int64(len(s.chunks[k].data)) == int64(off) {
+			s.chunks[k].data = data[s.chunks[k].off:end]
+			continue
+		}
+		s.chunks = append(s.chunks, chunk{int64(off), data[off:end]})
+	}
+	return s
+}
+
+// imageSize is a generous size for entries: files marked sparse count
+// their extents.
 func imageSize(entries []*appliance.Entry) int64 {
 	size := int64(16 << 20)
 	for _, e := range entries {
-		size += (e.Size+blockSize-1)/blockSize*blockSize*102/100 + 2*blockSize
+		data := e.Size
+		if e.Sparse {
+			data = 0
+			exts, _ := e.Data.(appliance.SparseSource).Extents()
+			for _, x := range exts {
+				data += x.Len + 2*blockSize
+			}
+		}
+		size += (data+blockSize-1)/blockSize*blockSize*102/100 + 2*blockSize
 	}
 	return size
 }

@@ -151,23 +151,4 @@ func minBlocks(need, inodes uint64) uint64 {
 
 // indirectBlocks is the number of indirect blocks that map n dense data
 // blocks.
-func indirectBlocks(n uint64) uint64 {
-	if n <= nDirect {
-		return 0
-	}
-	n -= nDirect
-	ind := uint64(1) // single indirect
-	if n <= ptrsPerBlock {
-		return ind
-	}
-	n -= ptrsPerBlock
-	const p2 = ptrsPerBlock * ptrsPerBlock
-	d := min(n, p2)
-	ind += 1 + (d+ptrsPerBlock-1)/ptrsPerBlock
-	if n <= p2 {
-		return ind
-	}
-	n -= p2
-	ind += 1 + (n+p2-1)/p2 + (n+ptrsPerBlock-1)/ptrsPerBlock
-	return ind
-}
+func indirectBlocks(n uint64) uint64 { return runIndirect([]run{{0, n}}) }

@@ -84,6 +84,9 @@ func (w *writer) encodeInode(b []byte, n *node) {
 			le.PutUint32(b[40+4*i:], p)
 		}
 	}
+	if n.xattr != nil {
+		le.PutUint32(b[104:], uint32(n.xattr.blk))
+	}
 	if n.kind == appliance.Regular {
 		le.PutUint32(b[108:], uint32(n.size>>32)) // large_file
 	}
@@ -252,6 +255,11 @@ func (w *writer) superblock(freeBlocks, freeInodes uint64) []byte {
 	le.PutUint32(b[76:], revDynamic)
 	le.PutUint32(b[84:], firstIno)
 	le.PutUint16(b[88:], inodeSize)
+	if len(w.xattrs) > 0 {
+		// Only then, so that images without attributes stay as they
+		// were; the kernel sets it itself when it first writes one.
+		le.PutUint32(b[92:], compatExtAttr)
+	}
 	le.PutUint32(b[96:], incompatFiletype)
 	le.PutUint32(b[100:], roCompatSparse|roCompatLargeFile)
 	copy(b[104:120], w.opt.UUID[:])
