@@ -22,7 +22,7 @@ type Driver struct {
 var Drivers = []Driver{
 	{"debian/dpkg", detect(dpkg.Detect), func(root string) (backends.DB, error) { return open(root, dpkg.Open) }},
 	{"fedora/rpm", rpm.Detect, func(root string) (backends.DB, error) { return rpm.Open(root) }},
-	{"arch/pacman", pacman.Detect, func(root string) (backends.DB, error) { return pacman.Open(root) }},
+	{"arch/pacman", detect(pacman.Detect), func(root string) (backends.DB, error) { return open(root, pacman.Open) }},
 }
 
 // detect runs a backend's Detect on the tree root.
