@@ -21,7 +21,7 @@ type Driver struct {
 // Drivers lists the backends in the order they are tried.
 var Drivers = []Driver{
 	{"debian/dpkg", detect(dpkg.Detect), func(root string) (backends.DB, error) { return open(root, dpkg.Open) }},
-	{"fedora/rpm", rpm.Detect, func(root string) (backends.DB, error) { return rpm.Open(root) }},
+	{"fedora/rpm", detect(rpm.Detect), func(root string) (backends.DB, error) { return open(root, rpm.Open) }},
 	{"arch/pacman", detect(pacman.Detect), func(root string) (backends.DB, error) { return open(root, pacman.Open) }},
 }
 
