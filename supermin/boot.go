@@ -20,6 +20,7 @@ import (
 	"github.com/gosupermin/gosupermin/appliance/initrd"
 	"github.com/gosupermin/gosupermin/appliance/kernel"
 	"github.com/gosupermin/gosupermin/internal/gather"
+	"github.com/gosupermin/gosupermin/internal/rootfs"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 )
@@ -42,17 +43,17 @@ func (b *Boot) prepare(a *Appliance, format string) (*kernel.Kernel, initrd.Opti
 		return nil, initrd.Options{}, errNoInit
 	}
 	ko := b.Kernel
-	ko.Root, ko.Log = a.Root, func(s string) { a.Logf(2, "%s", s) }
+	ko.FS, ko.Root, ko.Log = a.tree.FS(), a.Root, func(s string) { a.Logf(2, "%s", s) }
 	k, err := kernel.Find(ko)
 	if err != nil {
 		return nil, initrd.Options{}, err
 	}
-	a.Logf(1, "kernel %s (%s), modules %s", k.Path, k.Version, k.ModDir)
+	a.Logf(1, "kernel %s (%s), modules %s", k.Image.Path, k.Version, k.Modules.Path)
 	init, size, err := initrd.InitBinary(b.Init)
 	if err != nil {
 		return nil, initrd.Options{}, err
 	}
-	mods, err := initrd.LoadDefault(k.ModDir)
+	mods, err := initrd.LoadDefault(k.Modules.FS, k.Modules.Name, k.Modules.Path)
 	if err != nil {
 		return nil, initrd.Options{}, err
 	}
@@ -87,7 +88,7 @@ func (f *Ext2) Write(ctx context.Context, a *Appliance, dir string) error {
 	if err != nil {
 		return err
 	}
-	m, err := withModules(ctx, a, k)
+	m, err := withModules(ctx, a, k, f.Kernel.Modules != "")
 	if err != nil {
 		return err
 	}
@@ -121,9 +122,20 @@ func (f *Ext2) Write(ctx context.Context, a *Appliance, dir string) error {
 
 // withModules is the appliance with the kernel's whole module directory
 // at its /lib/modules/RELEASE, as supermin's ext2 has it.
-func withModules(ctx context.Context, a *Appliance, k *kernel.Kernel) (*appliance.Manifest, error) {
+func withModules(ctx context.Context, a *Appliance, k *kernel.Kernel, given bool) (*appliance.Manifest, error) {
 	dst, _ := a.Manifest.Resolve(path.Join("/lib/modules", k.Version))
-	mods, unreadable, err := gather.Modules(ctx, k.ModDir, dst, gather.Options{Epoch: a.Epoch, Clamp: a.Clamp,
+	// The tree's own modules, or a host directory named by the caller.
+	fsys, dir := a.tree, k.Modules.Name
+	if given {
+		t, err := rootfs.Open(k.Modules.Path)
+		if err != nil {
+			return nil, fmt.Errorf("kernel modules: %w", err)
+		}
+		// Open until the build ends: the image reads the files later.
+		a.closers = append(a.closers, t.Close)
+		fsys, dir = t, "/"
+	}
+	mods, unreadable, err := gather.Modules(ctx, fsys, dir, dst, gather.Options{Epoch: a.Epoch, Clamp: a.Clamp,
 		Log: func(level int, msg string) { a.Logf(level, "%s", msg) }})
 	if err != nil {
 		return nil, err

@@ -14,6 +14,7 @@ import (
 	"github.com/gosupermin/gosupermin/backends"
 	"github.com/gosupermin/gosupermin/internal/gather"
 	"github.com/gosupermin/gosupermin/internal/outdir"
+	"github.com/gosupermin/gosupermin/internal/rootfs"
 	"github.com/gosupermin/gosupermin/resolver"
 )
 
@@ -78,7 +79,17 @@ func Build(ctx context.Context, o BuildOptions) error {
 	if err != nil {
 		return err
 	}
-	a := &Appliance{Packages: cl.Packages, Root: root, Epoch: o.Epoch, Clamp: !o.Epoch.IsZero(), opt: &o.Options}
+	tree, err := rootfs.Open(root)
+	if err != nil {
+		return err
+	}
+	a := &Appliance{Packages: cl.Packages, Root: root, Epoch: o.Epoch, Clamp: !o.Epoch.IsZero(), opt: &o.Options, tree: tree}
+	a.closers = append(a.closers, tree.Close)
+	defer func() {
+		for _, c := range a.closers {
+			c()
+		}
+	}()
 	if a.Epoch.IsZero() {
 		// The same database gives the same made-up times.
 		a.Epoch = newest(dbFiles)
@@ -127,7 +138,7 @@ func (o *BuildOptions) resolve(db backends.DB, roots []string) (*resolver.Closur
 // gather makes the appliance's manifest: the closure's files, hostfiles,
 // the base images over them, the package list, the first-boot scripts.
 func (o *BuildOptions) gather(ctx context.Context, a *Appliance, db backends.DB, in *Inputs) error {
-	t := gather.NewTree(gather.Options{Root: a.Root, Epoch: a.Epoch, Clamp: a.Clamp, Log: o.log})
+	t := gather.NewTree(a.tree, gather.Options{Epoch: a.Epoch, Clamp: a.Clamp, Log: o.log})
 	if err := t.AddPackages(ctx, db, a.Packages, in.Excludes); err != nil {
 		return err
 	}

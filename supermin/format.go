@@ -13,6 +13,7 @@ import (
 	"github.com/gosupermin/gosupermin/appliance"
 	"github.com/gosupermin/gosupermin/appliance/chroot"
 	"github.com/gosupermin/gosupermin/backends"
+	"github.com/gosupermin/gosupermin/internal/rootfs"
 )
 
 // A Format writes an appliance into the output directory: Chroot, Ext2
@@ -42,6 +43,8 @@ type Appliance struct {
 	Clamp bool
 
 	opt        *Options
+	tree       *rootfs.FS
+	closers    []func() error // what the build closes when it ends
 	unreadable []string
 	reported   bool
 }

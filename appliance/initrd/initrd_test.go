@@ -114,7 +114,7 @@ func names(mods []Module) []string {
 }
 
 func TestSelect(t *testing.T) {
-	d, err := Open(fakeModDir(t))
+	d, err := openDir(fakeModDir(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +157,7 @@ func TestSelect(t *testing.T) {
 }
 
 func TestLoad(t *testing.T) {
-	d, err := Open(fakeModDir(t))
+	d, err := openDir(fakeModDir(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,14 +191,14 @@ func TestLoad(t *testing.T) {
 }
 
 func TestOpenErrors(t *testing.T) {
-	if _, err := Open(t.TempDir()); err == nil || !strings.Contains(err.Error(), "depmod") {
+	if _, err := openDir(t.TempDir()); err == nil || !strings.Contains(err.Error(), "depmod") {
 		t.Errorf("no modules.dep: %v", err)
 	}
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "modules.dep"), []byte("no colon here\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Open(dir); err == nil || !strings.Contains(err.Error(), "line 1") {
+	if _, err := openDir(dir); err == nil || !strings.Contains(err.Error(), "line 1") {
 		t.Errorf("bad modules.dep: %v", err)
 	}
 }
@@ -221,7 +221,7 @@ func TestHostModules(t *testing.T) {
 		t.Skip("no /lib/modules/*/modules.dep on this host")
 	}
 	for _, f := range dirs {
-		d, err := Open(filepath.Dir(f))
+		d, err := openDir(filepath.Dir(f))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -407,3 +407,6 @@ func TestInitBinary(t *testing.T) {
 		}
 	}
 }
+
+// openDir opens a module directory of the host.
+func openDir(dir string) (*ModDir, error) { return Open(os.DirFS(dir), ".", dir) }

@@ -3,9 +3,10 @@ package initrd
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
-	"os"
+	"io/fs"
 	"path"
 	"path/filepath"
 	"runtime"
@@ -45,7 +46,9 @@ type Softdep struct{ Pre, Post []string }
 // ModDir is a kernel's module directory (/lib/modules/RELEASE), read from
 // its modules.dep, modules.softdep, modules.alias and modules.builtin.
 type ModDir struct {
-	Dir     string
+	FS      fs.FS               // where the directory is read
+	Name    string              // its name in FS
+	Dir     string              // its host path, for messages
 	Deps    map[string][]string // module path -> paths it needs, as modules.dep lists them
 	Softdep map[string]Softdep  // module name -> soft dependencies
 	Aliases []Alias
@@ -157,40 +160,60 @@ func truncate(s string) string {
 	return s
 }
 
-// Open reads the module directory dir. modules.dep is required; the other
-// indexes are optional.
-func Open(dir string) (*ModDir, error) {
-	d := &ModDir{Dir: dir, Builtin: map[string]bool{}, byName: map[string]string{}}
-	f, err := os.Open(filepath.Join(dir, "modules.dep"))
-	if err != nil {
-		return nil, fmt.Errorf("kernel modules: %w (run depmod)", err)
+// maxIndex bounds what one of the module indexes may hold (Debian's
+// largest, modules.alias, is about 1 MiB).
+const maxIndex = 64 << 20
+
+// Open reads the module directory name of fsys, at host path dir.
+// modules.dep is required; the other indexes are optional.
+func Open(fsys fs.FS, name, dir string) (*ModDir, error) {
+	d := &ModDir{FS: fsys, Name: name, Dir: dir, Builtin: map[string]bool{}, byName: map[string]string{}}
+	var err error
+	if err = d.parse("modules.dep", true, func(r io.Reader) (err error) { d.Deps, err = ParseDeps(r); return err }); err != nil {
+		return nil, err
 	}
-	d.Deps, err = ParseDeps(f)
-	f.Close()
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, "modules.dep"), err)
+	if err = d.parse("modules.softdep", false, func(r io.Reader) (err error) { d.Softdep, err = ParseSoftdeps(r); return err }); err != nil {
+		return nil, err
 	}
-	if f, err := os.Open(filepath.Join(dir, "modules.softdep")); err == nil {
-		d.Softdep, err = ParseSoftdeps(f)
-		f.Close()
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", filepath.Join(dir, "modules.softdep"), err)
-		}
+	if err = d.parse("modules.alias", false, func(r io.Reader) (err error) { d.Aliases, err = ParseAliases(r); return err }); err != nil {
+		return nil, err
 	}
-	if f, err := os.Open(filepath.Join(dir, "modules.alias")); err == nil {
-		d.Aliases, err = ParseAliases(f)
-		f.Close()
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", filepath.Join(dir, "modules.alias"), err)
-		}
-	}
-	if b, err := os.ReadFile(filepath.Join(dir, "modules.builtin")); err == nil {
+	err = d.parse("modules.builtin", false, func(r io.Reader) error {
+		b, err := io.ReadAll(r)
 		for _, l := range strings.Fields(string(b)) {
 			d.Builtin[Name(l)] = true
 		}
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
 	d.index()
 	return d, nil
+}
+
+// parse reads one index of the directory with read, up to maxIndex bytes.
+func (d *ModDir) parse(file string, required bool, read func(io.Reader) error) error {
+	host := filepath.Join(d.Dir, file)
+	f, err := d.FS.Open(path.Join(d.Name, file))
+	if err != nil {
+		if !required && errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if required {
+			return fmt.Errorf("kernel modules: %w (run depmod)", err)
+		}
+		return fmt.Errorf("kernel modules: %w", err)
+	}
+	defer f.Close()
+	lr := &io.LimitedReader{R: f, N: maxIndex + 1}
+	if err := read(lr); err != nil {
+		return fmt.Errorf("%s: %w", host, err)
+	}
+	if lr.N <= 0 {
+		return fmt.Errorf("%s: more than %d MiB", host, maxIndex>>20)
+	}
+	return nil
 }
 
 func (d *ModDir) index() {
@@ -210,11 +233,11 @@ func (d *ModDir) index() {
 }
 
 // rel makes a modules.dep path relative to the directory (old depmods wrote
-// absolute paths).
+// absolute paths of the tree).
 func (d *ModDir) rel(p string) string {
 	if path.IsAbs(p) {
-		if r, err := filepath.Rel(d.Dir, p); err == nil && !strings.HasPrefix(r, "..") {
-			return filepath.ToSlash(r)
+		if r, ok := strings.CutPrefix(p, "/"+d.Name+"/"); ok {
+			return r
 		}
 		return strings.TrimPrefix(p, "/")
 	}
@@ -316,10 +339,15 @@ func matchAny(patterns []string, s string) bool {
 	return false
 }
 
-// Decompress returns the contents of a module file, decompressed according
-// to its suffix (.ko.xz, .ko.zst, .ko.gz) and checked to be an ELF object.
-func Decompress(file string) ([]byte, error) {
-	f, err := os.Open(file)
+// Decompress returns the contents of the module file name of fsys,
+// decompressed according to its suffix (.ko.xz, .ko.zst, .ko.gz) and
+// checked to be an ELF object.
+func Decompress(fsys fs.FS, name string) ([]byte, error) {
+	file := name
+	if h, ok := fsys.(interface{ HostPath(string) string }); ok {
+		file = h.HostPath(name) // for messages
+	}
+	f, err := fsys.Open(name)
 	if err != nil {
 		return nil, err
 	}
@@ -375,7 +403,7 @@ func (d *ModDir) Load(mods []Module) ([]LoadedModule, error) {
 			defer wg.Done()
 			for i := range next {
 				out[i].Module = mods[i]
-				out[i].Data, errs[i] = Decompress(filepath.Join(d.Dir, filepath.FromSlash(mods[i].Path)))
+				out[i].Data, errs[i] = Decompress(d.FS, path.Join(d.Name, d.rel(mods[i].Path)))
 			}
 		}()
 	}
@@ -393,10 +421,10 @@ func (d *ModDir) Load(mods []Module) ([]LoadedModule, error) {
 }
 
 // LoadDefault loads the modules that the mini initrd needs from the
-// module directory dir: DefaultPatterns minus DefaultExcludes, with
-// everything they need, in load order.
-func LoadDefault(dir string) ([]LoadedModule, error) {
-	md, err := Open(dir)
+// module directory (as Open takes it): DefaultPatterns minus
+// DefaultExcludes, with everything they need, in load order.
+func LoadDefault(fsys fs.FS, name, dir string) ([]LoadedModule, error) {
+	md, err := Open(fsys, name, dir)
 	if err != nil {
 		return nil, err
 	}

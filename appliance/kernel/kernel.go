@@ -40,24 +40,35 @@ import (
 
 // Kernel is the chosen kernel.
 type Kernel struct {
-	Path    string // kernel image on the host (absolute, with Root)
+	Image   Ref    // the kernel image
 	Version string // release, e.g. 6.1.0-56-amd64
-	ModDir  string // module directory on the host (absolute, with Root)
+	Modules Ref    // its module directory (/lib/modules/RELEASE)
+}
+
+// Ref is a file or directory Find chose: where to read it, and where it
+// is on the host (for messages, and for a symlink to it).
+type Ref struct {
+	FS   fs.FS  // the tree searched, or the host for a path the caller gave
+	Name string // in FS (fs.ValidPath)
+	Path string // on the host
 }
 
 // Options for Find.
 type Options struct {
-	// Root is the tree to search ("/" if empty). Kernel and Modules are
-	// host paths, used as they are.
+	// FS is the tree to search (its /boot and /lib/modules), Root where
+	// it is on the host, for messages ("/" if empty). A nil FS reads the
+	// host's Root with os.DirFS: give an FS that keeps symlinks inside the
+	// tree for a tree someone else made.
+	FS   fs.FS
 	Root string
 	// HostCPU is the CPU model whose kernels are preferred; empty means
 	// the machine gosupermin runs on.
 	HostCPU string
-	// Kernel, when set, is the kernel file to use instead of searching;
-	// Version is its release, read from its header when empty.
+	// Kernel, when set, is the kernel file to use instead of searching,
+	// a host path; Version is its release, read from its header when empty.
 	Kernel, Version string
 	// Modules, when set, is the module directory instead of
-	// /lib/modules/RELEASE under Root.
+	// /lib/modules/RELEASE in the tree, a host path.
 	Modules string
 	// Log, if set, receives a line about each candidate skipped and why.
 	Log func(msg string)
@@ -75,7 +86,7 @@ var (
 const minSize = 10000
 
 // openFile opens a kernel for reading; tests replace it.
-var openFile = func(p string) (io.ReadCloser, error) { return os.Open(p) }
+var openFile = func(r Ref) (io.ReadCloser, error) { return r.FS.Open(r.Name) }
 
 func (o *Options) logf(format string, args ...any) {
 	if o.Log != nil {
@@ -83,25 +94,59 @@ func (o *Options) logf(format string, args ...any) {
 	}
 }
 
-func (o *Options) host(p string) string {
-	root := o.Root
-	if root == "" {
-		root = "/"
+// tree is the path p of the tree searched.
+func (o *Options) tree(p string) Ref {
+	name := strings.TrimPrefix(path.Clean("/"+p), "/")
+	if name == "" {
+		name = "."
 	}
-	return filepath.Join(root, filepath.FromSlash(p))
+	return Ref{FS: o.FS, Name: name, Path: filepath.Join(o.Root, filepath.FromSlash(name))}
+}
+
+// host is a host path the caller gave, read as the host has it.
+func host(p string) (Ref, error) {
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return Ref{}, err
+	}
+	name := strings.TrimPrefix(abs, "/")
+	if name == "" {
+		name = "."
+	}
+	return Ref{FS: os.DirFS("/"), Name: name, Path: abs}, nil
+}
+
+func (r Ref) join(elem ...string) Ref {
+	r.Name = path.Join(append([]string{r.Name}, elem...)...)
+	r.Path = filepath.Join(append([]string{r.Path}, elem...)...)
+	return r
+}
+
+// lstat describes r itself where its FS can say so.
+func (r Ref) lstat() (fs.FileInfo, error) {
+	if l, ok := r.FS.(fs.ReadLinkFS); ok {
+		return l.Lstat(r.Name)
+	}
+	return fs.Stat(r.FS, r.Name)
 }
 
 // Find chooses the kernel.
 func Find(o Options) (*Kernel, error) {
+	if o.Root == "" {
+		o.Root = "/"
+	}
+	if o.FS == nil {
+		o.FS = os.DirFS(o.Root)
+	}
 	k, err := find(&o)
 	if err != nil {
 		return nil, err
 	}
-	if err := checkReadable(k.Path); err != nil {
+	if err := checkReadable(k.Image); err != nil {
 		return nil, err
 	}
-	if fi, err := os.Stat(filepath.Join(k.ModDir, "modules.dep")); err != nil || !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("kernel %s: %w: no modules.dep in %s (run depmod %s)", k.Path, ErrNoModules, k.ModDir, k.Version)
+	if !isRegular(k.Modules.join("modules.dep")) {
+		return nil, fmt.Errorf("kernel %s: %w: no modules.dep in %s (run depmod %s)", k.Image.Path, ErrNoModules, k.Modules.Path, k.Version)
 	}
 	return k, nil
 }
@@ -118,41 +163,53 @@ func find(o *Options) (*Kernel, error) {
 	}
 	return nil, fmt.Errorf("%w: looked for %s and %s. Install the distribution's kernel "+
 		"(Debian/Ubuntu: apt-get install linux-image-amd64 or linux-image-generic; Fedora: dnf install kernel-core)",
-		ErrNotFound, o.host("/lib/modules/*/vmlinuz"), o.host("/boot/vmlinu?-*"))
+		ErrNotFound, o.tree("/lib/modules/*/vmlinuz").Path, o.tree("/boot/vmlinu?-*").Path)
 }
 
 // given is the kernel the caller named.
 func given(o *Options) (*Kernel, error) {
-	kpath := o.Kernel
-	fi, err := os.Stat(kpath)
+	img, err := host(o.Kernel)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := fs.Stat(img.FS, img.Name)
 	if err != nil {
 		return nil, fmt.Errorf("kernel: %w", err)
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("kernel %s: not a regular file", kpath)
+		return nil, fmt.Errorf("kernel %s: not a regular file", img.Path)
 	}
-	if err := checkReadable(kpath); err != nil {
+	if err := checkReadable(img); err != nil {
 		return nil, err
 	}
 	ver := o.Version
 	if ver == "" {
-		if ver, err = fileVersion(kpath); err != nil {
-			return nil, fmt.Errorf("kernel %s: %w: %v", kpath, ErrNoVersion, err)
+		if ver, err = fileVersion(img); err != nil {
+			return nil, fmt.Errorf("kernel %s: %w: %v", img.Path, ErrNoVersion, err)
 		}
 	}
-	return &Kernel{Path: kpath, Version: ver, ModDir: modDir(o, ver)}, nil
+	mods, err := modDir(o, ver)
+	if err != nil {
+		return nil, err
+	}
+	return &Kernel{Image: img, Version: ver, Modules: mods}, nil
 }
 
-// modDir is Options.Modules, or /lib/modules/VERSION under the root.
-func modDir(o *Options, ver string) string {
+// modDir is Options.Modules, or /lib/modules/VERSION in the tree.
+func modDir(o *Options, ver string) (Ref, error) {
 	if o.Modules != "" {
-		return o.Modules
+		return host(o.Modules)
 	}
-	return o.host(path.Join("/lib/modules", ver))
+	return o.tree(path.Join("/lib/modules", ver)), nil
 }
 
 func hasModules(o *Options, ver string) bool {
-	fi, err := os.Stat(filepath.Join(modDir(o, ver), "modules.dep"))
+	m, err := modDir(o, ver)
+	return err == nil && isRegular(m.join("modules.dep"))
+}
+
+func isRegular(r Ref) bool {
+	fi, err := fs.Stat(r.FS, r.Name)
 	return err == nil && fi.Mode().IsRegular()
 }
 
@@ -163,8 +220,8 @@ type candidate struct {
 
 // fromLibModules looks for /lib/modules/VERSION/vmlinuz.
 func fromLibModules(o *Options) (*Kernel, error) {
-	dir := o.host("/lib/modules")
-	ents, err := os.ReadDir(dir)
+	dir := o.tree("/lib/modules")
+	ents, err := fs.ReadDir(dir.FS, dir.Name)
 	if err != nil {
 		return nil, nil
 	}
@@ -174,23 +231,27 @@ func fromLibModules(o *Options) (*Kernel, error) {
 		if skipName(ver, o) {
 			continue
 		}
-		kpath := filepath.Join(dir, ver, "vmlinuz")
-		if !bigEnough(kpath, o) {
+		img := dir.join(ver, "vmlinuz")
+		if !bigEnough(img, o) {
 			continue
+		}
+		mods, err := modDir(o, ver)
+		if err != nil {
+			return nil, err
 		}
 		if !hasModules(o, ver) {
-			o.logf("kernel %s: skipped, no modules.dep in %s", kpath, modDir(o, ver))
+			o.logf("kernel %s: skipped, no modules.dep in %s", img.Path, mods.Path)
 			continue
 		}
-		cands = append(cands, candidate{Kernel: Kernel{Path: kpath, Version: ver, ModDir: modDir(o, ver)}})
+		cands = append(cands, candidate{Kernel: Kernel{Image: img, Version: ver, Modules: mods}})
 	}
 	return best(cands), nil
 }
 
 // fromBoot looks for /boot/vmlinu?-*.
 func fromBoot(o *Options) (*Kernel, error) {
-	dir := o.host("/boot")
-	ents, err := os.ReadDir(dir)
+	dir := o.tree("/boot")
+	ents, err := fs.ReadDir(dir.FS, dir.Name)
 	if err != nil {
 		return nil, nil
 	}
@@ -204,27 +265,32 @@ func fromBoot(o *Options) (*Kernel, error) {
 		if skipName(name, o) {
 			continue
 		}
-		kpath := filepath.Join(dir, name)
-		if !bigEnough(kpath, o) {
+		img := dir.join(name)
+		if !bigEnough(img, o) {
 			continue
 		}
 		ver := name[8:]
 		if !hasModules(o, ver) {
 			// The name does not give the release (vmlinuz-linux on
 			// Arch, a renamed file): ask the kernel itself.
-			hv, err := fileVersion(kpath)
+			hv, err := fileVersion(img)
 			if errors.Is(err, fs.ErrPermission) {
 				// Still a candidate: if it wins, Find says how to
 				// make it readable.
-				o.logf("kernel %s: cannot read its header: %v", kpath, err)
+				o.logf("kernel %s: cannot read its header: %v", img.Path, err)
 			}
 			if err != nil || !hasModules(o, hv) {
-				o.logf("kernel %s: skipped, no modules.dep in %s", kpath, modDir(o, ver))
+				m, _ := modDir(o, ver)
+				o.logf("kernel %s: skipped, no modules.dep in %s", img.Path, m.Path)
 				continue
 			}
 			ver = hv
 		}
-		c := candidate{Kernel: Kernel{Path: kpath, Version: ver, ModDir: modDir(o, ver)}}
+		mods, err := modDir(o, ver)
+		if err != nil {
+			return nil, err
+		}
+		c := candidate{Kernel: Kernel{Image: img, Version: ver, Modules: mods}}
 		for _, m := range models {
 			if strings.HasSuffix(strings.TrimSuffix(name, ".old"), "-"+m) {
 				c.model = true
@@ -243,7 +309,7 @@ func best(cands []candidate) *Kernel {
 	}
 	sort.SliceStable(cands, func(i, j int) bool {
 		a, b := cands[i], cands[j]
-		if ba, bb := isBackup(a.Path), isBackup(b.Path); ba != bb {
+		if ba, bb := isBackup(a.Image.Path), isBackup(b.Image.Path); ba != bb {
 			return bb
 		}
 		if a.model != b.model {
@@ -252,7 +318,7 @@ func best(cands []candidate) *Kernel {
 		if c := Compare(a.Version, b.Version); c != 0 {
 			return c > 0
 		}
-		return a.Path > b.Path
+		return a.Image.Path > b.Image.Path
 	})
 	k := cands[0].Kernel
 	return &k
@@ -273,13 +339,15 @@ func skipName(name string, o *Options) bool {
 	return false
 }
 
-func bigEnough(p string, o *Options) bool {
-	fi, err := os.Stat(p)
+// bigEnough says whether r is a regular file large enough to be a
+// kernel; a symlink is not followed (the kernel's path is given to qemu).
+func bigEnough(r Ref, o *Options) bool {
+	fi, err := r.lstat()
 	if err != nil || !fi.Mode().IsRegular() {
 		return false
 	}
 	if fi.Size() < minSize {
-		o.logf("kernel %s: skipped, only %d bytes", p, fi.Size())
+		o.logf("kernel %s: skipped, only %d bytes", r.Path, fi.Size())
 		return false
 	}
 	return true
@@ -338,8 +406,8 @@ func cpuModels(cpu string) []string {
 }
 
 // checkReadable opens the kernel to be sure the user can read it.
-func checkReadable(p string) error {
-	f, err := openFile(p)
+func checkReadable(r Ref) error {
+	f, err := openFile(r)
 	if err == nil {
 		f.Close()
 		return nil
@@ -347,14 +415,14 @@ func checkReadable(p string) error {
 	if errors.Is(err, fs.ErrPermission) {
 		return fmt.Errorf("kernel %s: %w by you (%v). Kernels in /boot are mode 0600 on Ubuntu; "+
 			"make it readable with: sudo chmod 0644 %s (or use dpkg-statoverride --update --add root root 0644 %s to keep it so across updates)",
-			p, ErrUnreadable, err, p, p)
+			r.Path, ErrUnreadable, err, r.Path, r.Path)
 	}
-	return fmt.Errorf("kernel %s: %w", p, err)
+	return fmt.Errorf("kernel %s: %w", r.Path, err)
 }
 
 // fileVersion reads the release from a kernel file's bzImage header.
-func fileVersion(p string) (string, error) {
-	f, err := openFile(p)
+func fileVersion(r Ref) (string, error) {
+	f, err := openFile(r)
 	if err != nil {
 		return "", err
 	}
@@ -367,18 +435,24 @@ func fileVersion(p string) (string, error) {
 	return HeaderVersion(buf[:n])
 }
 
-// Install puts the kernel at dst, a new file: a symlink to it (an
-// absolute path), or with copy a copy, which outlives the kernel's
-// removal from the host.
+// Install puts the kernel at dst, a new file: a symlink to it, or with
+// copy a copy, which outlives the kernel's removal. The symlink names the
+// image's real path where its FS can say it (RealPath), so that the link
+// does not go through a symlink of the tree, which the host would read
+// differently.
 func (k *Kernel) Install(dst string, copy bool) error {
 	if !copy {
-		abs, err := filepath.Abs(k.Path)
-		if err != nil {
-			return err
+		target := k.Image.Path
+		if rp, ok := k.Image.FS.(interface{ RealPath(string) (string, error) }); ok {
+			p, err := rp.RealPath(k.Image.Name)
+			if err != nil {
+				return fmt.Errorf("kernel %s: %w", k.Image.Path, err)
+			}
+			target = p
 		}
-		return os.Symlink(abs, dst)
+		return os.Symlink(target, dst)
 	}
-	in, err := os.Open(k.Path)
+	in, err := openFile(k.Image)
 	if err != nil {
 		return fmt.Errorf("copy kernel: %w", err)
 	}
@@ -389,7 +463,7 @@ func (k *Kernel) Install(dst string, copy bool) error {
 	}
 	if _, err := io.Copy(out, in); err != nil {
 		out.Close()
-		return fmt.Errorf("copy kernel %s: %w", k.Path, err)
+		return fmt.Errorf("copy kernel %s: %w", k.Image.Path, err)
 	}
 	return out.Close()
 }

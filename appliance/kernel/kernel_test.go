@@ -110,7 +110,11 @@ func TestHostKernelHeader(t *testing.T) {
 	n := 0
 	for _, m := range ms {
 		want := strings.TrimPrefix(filepath.Base(m), "vmlinuz-")
-		got, err := fileVersion(m)
+		r, err := host(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := fileVersion(r)
 		if err != nil {
 			t.Logf("%s: %v", m, err)
 			continue
@@ -329,15 +333,15 @@ func TestFind(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%v (log %q)", err, log)
 			}
-			if k.Path != filepath.Join(root, tc.wantPath) || k.Version != tc.wantVer {
-				t.Errorf("got %s %s, want %s %s (log %q)", k.Path, k.Version, tc.wantPath, tc.wantVer, log)
+			if k.Image.Path != filepath.Join(root, tc.wantPath) || k.Version != tc.wantVer {
+				t.Errorf("got %s %s, want %s %s (log %q)", k.Image.Path, k.Version, tc.wantPath, tc.wantVer, log)
 			}
 			wantMods := tc.wantMods
 			if wantMods == "" {
 				wantMods = "lib/modules/" + tc.wantVer
 			}
-			if k.ModDir != filepath.Join(root, wantMods) {
-				t.Errorf("modules %s, want %s", k.ModDir, wantMods)
+			if k.Modules.Path != filepath.Join(root, wantMods) {
+				t.Errorf("modules %s, want %s", k.Modules.Path, wantMods)
 			}
 		})
 	}
@@ -349,8 +353,8 @@ func TestUnreadable(t *testing.T) {
 	root := tree(t, with(mods("6.8.0-45-generic"), "boot/vmlinuz-6.8.0-45-generic", bzImage("6.8.0-45-generic", 12000)))
 	saved := openFile
 	defer func() { openFile = saved }()
-	openFile = func(p string) (io.ReadCloser, error) {
-		return nil, &fs.PathError{Op: "open", Path: p, Err: fs.ErrPermission}
+	openFile = func(r Ref) (io.ReadCloser, error) {
+		return nil, &fs.PathError{Op: "open", Path: r.Path, Err: fs.ErrPermission}
 	}
 	_, err := Find(Options{Root: root})
 	if err == nil {
@@ -374,5 +378,5 @@ func TestHost(t *testing.T) {
 	if err != nil {
 		t.Skipf("no usable kernel on this host: %v", err)
 	}
-	t.Logf("host kernel: %s %s %s", k.Path, k.Version, k.ModDir)
+	t.Logf("host kernel: %s %s %s", k.Image.Path, k.Version, k.Modules.Path)
 }

@@ -3,56 +3,64 @@ package gather
 import (
 	"context"
 	"fmt"
-	"io/fs"
-	"os"
 	"path"
-	"path/filepath"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/gosupermin/gosupermin/appliance"
+	"github.com/gosupermin/gosupermin/internal/rootfs"
 )
 
-// Modules gathers a kernel's module directory modDir (a host path; it may
-// lie outside any package tree) as its own manifest, at dst in the
-// appliance. dst's ancestors come with the metadata of modDir's; merged
-// into an appliance, the appliance's own directories win. It returns the
-// host paths left out because this user cannot read them.
-func Modules(ctx context.Context, modDir, dst string, opt Options) (*appliance.Manifest, []string, error) {
-	opt.Root = modDir
-	t := &Tree{opt: opt, m: appliance.New(), canon: map[string]string{"/": "/"}, inode: map[string]fileID{},
-		checkRead: os.Geteuid() != 0}
+// Modules gathers a kernel's module directory, dir of the tree fsys, as
+// its own manifest, at dst in the appliance. dst's ancestors come with
+// the metadata of dir's; merged into an appliance, the appliance's own
+// directories win. It returns the host paths left out because this user
+// cannot read them.
+func Modules(ctx context.Context, fsys *rootfs.FS, dir, dst string, opt Options) (*appliance.Manifest, []string, error) {
+	t := newTree(fsys, opt)
+	dir, err := t.Canon(path.Clean("/" + dir))
+	if err != nil {
+		return nil, nil, fmt.Errorf("kernel modules: %w", err)
+	}
 	n := 0
-	err := filepath.WalkDir(modDir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil && p != modDir && d != nil && d.IsDir() && t.skipUnreadable(p, err) {
-			return nil // a directory this user cannot list: its entry is in, not its contents
-		}
-		if err != nil {
-			return err
-		}
-		if n%256 == 0 {
+	var walk func(rel string) error
+	walk = func(rel string) error {
+		if n++; n%256 == 0 {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
 		}
-		r, err := filepath.Rel(modDir, p)
+		src := path.Join(dir, rel)
+		if err := t.addCanonical(path.Join(dst, rel), src); err != nil {
+			return fmt.Errorf("%s: %w", t.host(src), err)
+		}
+		st, err := fsys.LstatSys(src)
+		if err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			return nil
+		}
+		ents, err := fsys.ReadDir(src)
 		if err != nil {
+			if rel != "/" && t.skipUnreadable(t.host(src), err) {
+				return nil // a directory this user cannot list: its entry is in, not its contents
+			}
 			return err
 		}
-		src, err := t.Canon(path.Clean("/" + filepath.ToSlash(r)))
-		if err != nil {
-			return fmt.Errorf("%s: %w", p, err)
+		for _, e := range ents {
+			if err := walk(path.Join(rel, e.Name())); err != nil {
+				return err
+			}
 		}
-		if err := t.addCanonical(path.Join(dst, src), src); err != nil {
-			return fmt.Errorf("%s: %w", p, err)
-		}
-		n++
 		return nil
-	})
-	if err != nil {
+	}
+	if err := walk("/"); err != nil {
 		return nil, nil, fmt.Errorf("kernel modules: %w", err)
 	}
-	// The ancestors of dst pair with those of modDir.
-	for d, h := path.Dir(dst), filepath.Dir(modDir); d != "/"; d, h = path.Dir(d), filepath.Dir(h) {
-		e := dirMeta(h, opt.Epoch)
+	// The ancestors of dst pair with those of dir.
+	for d, s := path.Dir(dst), path.Dir(dir); d != "/"; d, s = path.Dir(d), path.Dir(s) {
+		e := appliance.Entry{Mode: 0o755, ModTime: opt.Epoch}
+		if s != "/" || dir != "/" {
+			e = t.dirEntry(s)
+		}
 		e.Path, e.Kind = d, appliance.Dir
 		if err := t.m.Put(e); err != nil {
 			return nil, nil, err
@@ -66,6 +74,6 @@ func Modules(ctx context.Context, modDir, dst string, opt Options) (*appliance.M
 			return nil, nil, err
 		}
 	}
-	t.logf(1, "%d paths of %s", n, modDir)
+	t.logf(1, "%d paths of %s", n, t.host(dir))
 	return t.m, t.unreadable, nil
 }

@@ -12,10 +12,10 @@ package gather
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
-	"path/filepath"
 	"sort"
 	"strings"
 	"syscall"
@@ -24,12 +24,11 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/gosupermin/gosupermin/appliance"
+	"github.com/gosupermin/gosupermin/internal/rootfs"
 )
 
 // Options for NewTree.
 type Options struct {
-	// Root is the tree the files come from, absolute ("/" for the host).
-	Root string
 	// Epoch is the time of the entries the tree makes up (directories
 	// missing from the tree). When Clamp is set, no time is later.
 	Epoch time.Time
@@ -43,6 +42,7 @@ type Options struct {
 // Tree turns paths of a tree into entries of one manifest.
 type Tree struct {
 	opt   Options
+	fs    *rootfs.FS
 	m     *appliance.Manifest
 	canon map[string]string // directory -> canonical directory
 	inode map[string]fileID // regular files with several links
@@ -54,13 +54,17 @@ type Tree struct {
 
 type fileID struct{ dev, ino uint64 }
 
-// NewTree starts an empty manifest from the tree at opt.Root, holding
-// the root directory itself.
-func NewTree(opt Options) *Tree {
-	t := &Tree{opt: opt, m: appliance.New(), canon: map[string]string{"/": "/"}, inode: map[string]fileID{},
-		checkRead: os.Geteuid() != 0}
+// NewTree starts an empty manifest from the tree fsys, holding the root
+// directory itself.
+func NewTree(fsys *rootfs.FS, opt Options) *Tree {
+	t := newTree(fsys, opt)
 	t.addDir("/")
 	return t
+}
+
+func newTree(fsys *rootfs.FS, opt Options) *Tree {
+	return &Tree{opt: opt, fs: fsys, m: appliance.New(), canon: map[string]string{"/": "/"}, inode: map[string]fileID{},
+		checkRead: os.Geteuid() != 0}
 }
 
 // Manifest is the manifest being built, for what other layers add
@@ -106,13 +110,11 @@ func (t *Tree) skipUnreadable(p string, err error) bool {
 	return true
 }
 
-// readable says whether this user may read the file at host path p, as
-// the kernel decides it (mode bits, ACLs, supplementary groups).
-func (t *Tree) readable(p string) bool {
-	return !t.checkRead || unix.Faccessat(unix.AT_FDCWD, p, unix.R_OK, unix.AT_EACCESS) == nil
-}
+// readable says whether this user may read the file p, as the kernel
+// decides it (mode bits, ACLs, supplementary groups).
+func (t *Tree) readable(p string) bool { return !t.checkRead || t.fs.Readable(p) }
 
-func (t *Tree) host(p string) string { return filepath.Join(t.opt.Root, filepath.FromSlash(p)) }
+func (t *Tree) host(p string) string { return t.fs.HostPath(p) }
 
 // maxLinks bounds symlink resolution, as the kernel's ELOOP does.
 const maxLinks = 40
@@ -131,16 +133,16 @@ func (t *Tree) canonDir(d string, depth int) (string, error) {
 		return "", err
 	}
 	p := path.Join(parent, path.Base(d))
-	fi, err := os.Lstat(t.host(p))
-	if err != nil || fi.Mode()&fs.ModeSymlink == 0 {
+	st, err := t.fs.LstatSys(p)
+	if err != nil || st.Mode&unix.S_IFMT != unix.S_IFLNK {
 		t.canon[d] = p // missing directories stay as they are; callers check
 		return p, nil
 	}
-	target, err := os.Readlink(t.host(p))
+	target, err := t.fs.ReadLink(p)
 	if err != nil {
 		return "", err
 	}
-	if err := t.addEntry(p, p, fi); err != nil {
+	if err := t.addEntry(p, p, st); err != nil {
 		return "", err
 	}
 	next := target
@@ -151,7 +153,7 @@ func (t *Tree) canonDir(d string, depth int) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if cfi, err := os.Lstat(t.host(c)); err == nil && cfi.IsDir() {
+	if cst, err := t.fs.LstatSys(c); err == nil && cst.Mode&unix.S_IFMT == unix.S_IFDIR {
 		t.addDir(c)
 	}
 	t.canon[d] = c
@@ -205,7 +207,7 @@ func (t *Tree) Put(e appliance.Entry) error {
 }
 
 func (t *Tree) addCanonical(dst, src string) error {
-	fi, err := os.Lstat(t.host(src))
+	st, err := t.fs.LstatSys(src)
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
 		return nil
 	}
@@ -215,20 +217,20 @@ func (t *Tree) addCanonical(dst, src string) error {
 	if err != nil {
 		return err
 	}
-	if fi.Mode().IsRegular() && !t.readable(t.host(src)) {
+	if st.Mode&unix.S_IFMT == unix.S_IFREG && !t.readable(src) {
 		t.skipUnreadable(t.host(src), fs.ErrPermission)
 		return nil
 	}
-	if err := t.addEntry(dst, src, fi); err != nil {
+	if err := t.addEntry(dst, src, st); err != nil {
 		return err
 	}
-	if fi.Mode()&fs.ModeSymlink != 0 {
-		target, _ := os.Readlink(t.host(src))
+	if st.Mode&unix.S_IFMT == unix.S_IFLNK {
+		target, _ := t.fs.ReadLink(src)
 		if !path.IsAbs(target) {
 			target = path.Join(path.Dir(dst), target)
 		}
 		if c, err := t.Canon(path.Clean(target)); err == nil {
-			if cfi, err := os.Stat(t.host(c)); err == nil && cfi.IsDir() {
+			if fi, err := t.fs.Stat(c); err == nil && fi.IsDir() {
 				t.addDir(c)
 			}
 		}
@@ -240,17 +242,13 @@ func (t *Tree) addDir(p string) {
 	if _, ok := t.m.Get(p); ok {
 		return
 	}
-	if fi, err := os.Lstat(t.host(p)); err == nil && fi.IsDir() {
-		_ = t.addEntry(p, p, fi)
+	if st, err := t.fs.LstatSys(p); err == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		_ = t.addEntry(p, p, st)
 	}
 }
 
-// addEntry adds the tree's file src, described by fi, at p.
-func (t *Tree) addEntry(p, src string, fi fs.FileInfo) error {
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return fmt.Errorf("%s: no stat data", t.host(p))
-	}
+// addEntry adds the tree's file src, described by st, at p.
+func (t *Tree) addEntry(p, src string, st *unix.Stat_t) error {
 	e := appliance.Entry{
 		Path:    p,
 		Mode:    uint32(st.Mode) & 07777,
@@ -258,39 +256,114 @@ func (t *Tree) addEntry(p, src string, fi fs.FileInfo) error {
 		GID:     st.Gid,
 		ModTime: time.Unix(st.Mtim.Sec, st.Mtim.Nsec),
 	}
-	switch st.Mode & syscall.S_IFMT {
-	case syscall.S_IFREG:
-		e.Kind, e.Size, e.Data = appliance.Regular, st.Size, appliance.HostFile(t.host(src))
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		f := &file{fs: t.fs, name: src, dev: st.Dev, ino: st.Ino}
+		e.Kind, e.Size, e.Data = appliance.Regular, st.Size, f
+		// Fewer blocks than the size needs: the file has holes worth keeping.
+		e.Sparse = st.Blocks*512 < st.Size
 		if st.Nlink > 1 && p == src {
 			t.inode[p] = fileID{st.Dev, st.Ino}
 		}
-	case syscall.S_IFDIR:
+	case unix.S_IFDIR:
 		e.Kind = appliance.Dir
-	case syscall.S_IFLNK:
-		target, err := os.Readlink(t.host(src))
+	case unix.S_IFLNK:
+		target, err := t.fs.ReadLink(src)
 		if err != nil {
 			return err
 		}
 		e.Kind, e.Link = appliance.Symlink, target
-	case syscall.S_IFCHR, syscall.S_IFBLK:
+	case unix.S_IFCHR, unix.S_IFBLK:
 		e.Kind = appliance.CharDev
-		if st.Mode&syscall.S_IFMT == syscall.S_IFBLK {
+		if st.Mode&unix.S_IFMT == unix.S_IFBLK {
 			e.Kind = appliance.BlockDev
 		}
-		e.Major, e.Minor = major(st.Rdev), minor(st.Rdev)
-	case syscall.S_IFIFO:
+		e.Major, e.Minor = unix.Major(st.Rdev), unix.Minor(st.Rdev)
+	case unix.S_IFIFO:
 		e.Kind = appliance.FIFO
-	case syscall.S_IFSOCK:
+	case unix.S_IFSOCK:
 		e.Kind = appliance.Socket
 	}
 	if old, ok := t.m.Get(p); ok && old.Kind == appliance.Dir && e.Kind == appliance.Dir {
 		return nil
 	}
+	xs, err := t.fs.Xattrs(src)
+	if err != nil {
+		return err
+	}
+	for _, x := range xs {
+		e.Xattrs = append(e.Xattrs, appliance.Xattr{Name: x.Name, Value: x.Value})
+	}
 	return t.m.Put(e)
 }
 
-func major(dev uint64) uint32 { return uint32((dev>>8)&0xfff | (dev>>32)&^0xfff) }
-func minor(dev uint64) uint32 { return uint32(dev&0xff | (dev>>12)&^0xff) }
+// file is a regular file of the tree, read when a writer needs its data:
+// opened without following a symlink, and refused when it is no longer
+// the file gathered (swapped during the build).
+type file struct {
+	fs       *rootfs.FS
+	name     string
+	dev, ino uint64
+}
+
+var _ appliance.SparseSource = (*file)(nil)
+
+func (f *file) String() string { return f.fs.HostPath(f.name) }
+
+func (f *file) Open() (io.ReadCloser, error) { return f.open() }
+
+func (f *file) open() (*os.File, error) {
+	r, err := f.fs.OpenFile(f.name)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.same(r); err != nil {
+		r.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+func (f *file) same(r *os.File) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(r.Fd()), &st); err != nil {
+		return err
+	}
+	if st.Dev != f.dev || st.Ino != f.ino {
+		return fmt.Errorf("%s: replaced by another file during the build", f)
+	}
+	return nil
+}
+
+// Extents finds the file's data with SEEK_DATA and SEEK_HOLE.
+func (f *file) Extents() ([]appliance.Extent, error) {
+	r, err := f.open()
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	fi, err := r.Stat()
+	if err != nil {
+		return nil, err
+	}
+	var out []appliance.Extent
+	for off := int64(0); off < fi.Size(); {
+		data, err := unix.Seek(int(r.Fd()), off, unix.SEEK_DATA)
+		if errors.Is(err, unix.ENXIO) {
+			break // only a hole from here
+		}
+		if err != nil {
+			return []appliance.Extent{{Off: 0, Len: fi.Size()}}, nil // no SEEK_DATA here: all data
+		}
+		hole, err := unix.Seek(int(r.Fd()), data, unix.SEEK_HOLE)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", f, err)
+		}
+		out = append(out, appliance.Extent{Off: data, Len: hole - data})
+		off = hole
+	}
+	return out, nil
+}
 
 // linkHardlinks turns files of the tree that share an inode into one
 // Regular entry (the first path) and Hardlink entries, so data is stored once.
@@ -298,7 +371,7 @@ func (t *Tree) linkHardlinks() {
 	groups := map[fileID][]string{}
 	for p, id := range t.inode {
 		if e, ok := t.m.Get(p); ok && e.Kind == appliance.Regular {
-			if h, ok := e.Data.(appliance.HostFile); ok && string(h) == t.host(p) {
+			if f, ok := e.Data.(*file); ok && f.name == p {
 				groups[id] = append(groups[id], p)
 			}
 		}
@@ -322,16 +395,11 @@ func (t *Tree) addParents() error {
 }
 
 // dirEntry is the metadata of directory p of the tree, or a made-up one.
-func (t *Tree) dirEntry(p string) appliance.Entry { return dirMeta(t.host(p), t.opt.Epoch) }
-
-// dirMeta is the metadata of the directory at host path h, or a made-up
-// one at epoch.
-func dirMeta(h string, epoch time.Time) appliance.Entry {
-	if fi, err := os.Lstat(h); err == nil && fi.IsDir() {
-		st := fi.Sys().(*syscall.Stat_t)
+func (t *Tree) dirEntry(p string) appliance.Entry {
+	if st, err := t.fs.LstatSys(p); err == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
 		return appliance.Entry{Mode: uint32(st.Mode) & 07777, UID: st.Uid, GID: st.Gid, ModTime: time.Unix(st.Mtim.Sec, st.Mtim.Nsec)}
 	}
-	return appliance.Entry{Mode: 0o755, ModTime: epoch}
+	return appliance.Entry{Mode: 0o755, ModTime: t.opt.Epoch}
 }
 
 // hasMeta says whether a hostfiles line is a pattern rather than a path.
@@ -359,7 +427,7 @@ func (t *Tree) glob(pat string) ([]string, error) {
 	}
 	var out []string
 	for _, d := range dirs {
-		ents, err := os.ReadDir(t.host(d))
+		ents, err := t.fs.ReadDir(d)
 		if err != nil {
 			t.skipUnreadable(t.host(d), err) // else missing or not a directory: no match
 			continue

@@ -61,13 +61,13 @@ func probeOpenat2() bool {
 // FS is an opened tree. Its methods are safe for concurrent use.
 type FS struct {
 	dir     string // absolute host path, for messages
+	real    string // dir with the host's symlinks resolved, when /proc says it
 	root    int    // O_PATH directory file descriptor
 	openat2 bool
 
 	mu   sync.Mutex
 	dirs dirCache
 }
-
 
 // Open opens the tree at dir, a directory the caller names: symlinks in
 // dir itself are followed.
@@ -80,7 +80,11 @@ func Open(dir string) (*FS, error) {
 	if err != nil {
 		return nil, &fs.PathError{Op: "open", Path: abs, Err: err}
 	}
-	return &FS{dir: abs, root: fd, openat2: useOpenat2, dirs: dirCache{max: 32}}, nil
+	real, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd))
+	if err != nil {
+		real = abs
+	}
+	return &FS{dir: abs, real: real, root: fd, openat2: useOpenat2, dirs: dirCache{max: 32}}, nil
 }
 
 // Close releases the tree's file descriptors.
@@ -785,3 +789,31 @@ func (i ioFS) Lstat(name string) (fs.FileInfo, error) {
 
 // HostPath is where name is on the host, for messages.
 func (i ioFS) HostPath(name string) string { return i.f.HostPath(name) }
+
+// RealPath is the host path of what name leads to, with every symlink of
+// the tree resolved: a path the host reads as the tree does (as long as
+// the tree does not change).
+func (f *FS) RealPath(name string) (string, error) {
+	fd, err := f.resolve(name, unix.O_PATH)
+	if err != nil {
+		return "", f.pathErr("realpath", name, err)
+	}
+	defer unix.Close(fd)
+	p, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd))
+	if err != nil {
+		return "", f.pathErr("realpath", name, err)
+	}
+	if p != f.real && !strings.HasPrefix(p, strings.TrimSuffix(f.real, "/")+"/") {
+		// The root itself was moved meanwhile.
+		return "", f.pathErr("realpath", name, fmt.Errorf("resolves to %s, outside %s", p, f.real))
+	}
+	return p, nil
+}
+
+// RealPath is FS.RealPath for the io/fs view.
+func (i ioFS) RealPath(name string) (string, error) {
+	if err := check("realpath", name); err != nil {
+		return "", err
+	}
+	return i.f.RealPath(name)
+}
