@@ -330,7 +330,7 @@ func inTree(p string) bool { return strings.HasPrefix(p, "/") && path.Clean(p) =
 
 // A status file that opens, written back as the appliance's status file,
 // opens to the same packages.
-func FuzzOpen(f *testing.F) {
+func FuzzOpenStatus(f *testing.F) {
 	f.Add([]byte("Package: a\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1:2.0-1\nDepends: b (>= 1) | c:any\nProvides: v (= 1)\nConffiles:\n /etc/a 0123\n"))
 	f.Add([]byte("Package: dpkg\nStatus: install ok installed\nArchitecture: all\nMulti-Arch: same\nVersion: 1\n\nPackage: x\nStatus: deinstall ok config-files\nVersion: 2\n"))
 	f.Fuzz(func(t *testing.T, status []byte) {
