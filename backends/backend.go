@@ -2,11 +2,18 @@
 // installed packages, their relations, files, config files and scripts.
 //
 // The dpkg, rpm and pacman subpackages implement DB by reading their
-// database under a root directory in process, without subprocesses.
+// database in process, without subprocesses, and only through the fs.FS
+// they are given: internal/rootfs's view of the tree keeps every symlink
+// inside it and opens nothing but regular files, so that a hostile tree
+// cannot make them read the host's files or hang on a FIFO.
 package backends
 
 import (
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
+	"slices"
 	"strings"
 )
 
@@ -261,3 +268,61 @@ func (e *CorruptError) Error() string {
 }
 
 func (e *CorruptError) Unwrap() error { return e.Err }
+
+// HostPath is where name, a path of fsys, is on the host, for messages:
+// fsys's own answer when it has one (internal/rootfs's view has), else
+// name itself.
+func HostPath(fsys fs.FS, name string) string {
+	if h, ok := fsys.(interface{ HostPath(string) string }); ok {
+		return h.HostPath(name)
+	}
+	return name
+}
+
+// ErrTooLarge is wrapped by ReadFile's error for a file over its limit.
+var ErrTooLarge = errors.New("file too large")
+
+// ErrNotRegular is wrapped by ReadFile's error for a name that is not a
+// regular file.
+var ErrNotRegular = errors.New("not a regular file")
+
+// ReadFile reads the regular file name of fsys, whose size the caller
+// bounds: a database file over max bytes is an error, not memory spent.
+// Errors are *fs.PathError naming the host path.
+func ReadFile(fsys fs.FS, name string, max int64) ([]byte, error) {
+	f, err := fsys.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	pathErr := func(err error) error { return &fs.PathError{Op: "read", Path: HostPath(fsys, name), Err: err} }
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, pathErr(err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, pathErr(ErrNotRegular)
+	}
+	if fi.Size() > max {
+		return nil, pathErr(fmt.Errorf("%w: %d bytes, more than %d", ErrTooLarge, fi.Size(), max))
+	}
+	// One byte more than the size, so that the end is seen without a
+	// second buffer; the file may also have grown since Stat.
+	data := make([]byte, 0, fi.Size()+1)
+	for {
+		n, err := f.Read(data[len(data):cap(data)])
+		data = data[:len(data)+n]
+		if err == io.EOF {
+			return data, nil
+		}
+		if err != nil {
+			return nil, pathErr(err)
+		}
+		if int64(len(data)) > max {
+			return nil, pathErr(fmt.Errorf("%w: more than %d bytes", ErrTooLarge, max))
+		}
+		if len(data) == cap(data) {
+			data = slices.Grow(data, 64<<10)
+		}
+	}
+}

@@ -1,15 +1,28 @@
 package resolver
 
 import (
+	"io/fs"
 	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/gosupermin/gosupermin/backends/dpkg"
+	"github.com/gosupermin/gosupermin/internal/rootfs"
 )
 
+// tree is the view of the tree root that builds read databases through.
+func tree(t *testing.T, root string) fs.FS {
+	t.Helper()
+	r, err := rootfs.Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r.FS()
+}
+
 func TestDpkgEdgeCases(t *testing.T) {
-	db, err := dpkg.Open("../fixtures/dpkg/edge")
+	db, err := dpkg.Open(tree(t, "../fixtures/dpkg/edge"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +71,7 @@ func TestDpkgEdgeCases(t *testing.T) {
 }
 
 func TestDpkgRootsWithArch(t *testing.T) {
-	db, err := dpkg.Open("../fixtures/dpkg/edge")
+	db, err := dpkg.Open(tree(t, "../fixtures/dpkg/edge"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,10 +93,11 @@ func TestDpkgRootsWithArch(t *testing.T) {
 // TestDpkgHostAny checks on this machine that perl:any pulls in perl,
 // which supermin 5 drops.
 func TestDpkgHostAny(t *testing.T) {
-	if !dpkg.Detect("/") {
+	host := tree(t, "/")
+	if !dpkg.Detect(host) {
 		t.Skip("not a dpkg host")
 	}
-	db, err := dpkg.Open("/")
+	db, err := dpkg.Open(host)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,11 +2,13 @@ package supermin
 
 import (
 	"fmt"
+	"io/fs"
 
 	"github.com/gosupermin/gosupermin/backends"
 	"github.com/gosupermin/gosupermin/backends/dpkg"
 	"github.com/gosupermin/gosupermin/backends/pacman"
 	"github.com/gosupermin/gosupermin/backends/rpm"
+	"github.com/gosupermin/gosupermin/internal/rootfs"
 )
 
 // Driver is one package-database backend, named as supermin names them.
@@ -18,9 +20,36 @@ type Driver struct {
 
 // Drivers lists the backends in the order they are tried.
 var Drivers = []Driver{
-	{"debian/dpkg", dpkg.Detect, func(root string) (backends.DB, error) { return dpkg.Open(root) }},
-	{"fedora/rpm", rpm.Detect, func(root string) (backends.DB, error) { return rpm.Open(root) }},
-	{"arch/pacman", pacman.Detect, func(root string) (backends.DB, error) { return pacman.Open(root) }},
+	{"debian/dpkg", detect(dpkg.Detect), func(root string) (backends.DB, error) { return open(root, dpkg.Open) }},
+	{"fedora/rpm", detect(rpm.Detect), func(root string) (backends.DB, error) { return open(root, rpm.Open) }},
+	{"arch/pacman", detect(pacman.Detect), func(root string) (backends.DB, error) { return open(root, pacman.Open) }},
+}
+
+// detect runs a backend's Detect on the tree root.
+func detect(f func(fs.FS) bool) func(string) bool {
+	return func(root string) bool {
+		t, err := rootfs.Open(root)
+		if err != nil {
+			return false
+		}
+		defer t.Close()
+		return f(t.FS())
+	}
+}
+
+// open opens a backend's database in the tree root, which stays open as
+// long as the database, read through it.
+func open[D backends.DB](root string, f func(fs.FS) (D, error)) (backends.DB, error) {
+	t, err := rootfs.Open(root)
+	if err != nil {
+		return nil, err
+	}
+	db, err := f(t.FS())
+	if err != nil {
+		t.Close()
+		return nil, err
+	}
+	return db, nil
 }
 
 // OpenDB opens the first database detected under root.

@@ -97,7 +97,7 @@ func TestPacmanTree(t *testing.T) {
 	if _, driver, err := OpenDB(root); err != nil || driver != "arch/pacman" {
 		t.Fatalf("OpenDB: %q, %v", driver, err)
 	}
-	db, err := pacman.Open(root)
+	db, err := pacman.Open(os.DirFS(root))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -136,7 +136,7 @@ func TestRPMTree(t *testing.T) {
 	if _, driver, err := OpenDB(root); err != nil || driver != "fedora/rpm" {
 		t.Fatalf("OpenDB: %q, %v", driver, err)
 	}
-	db, err := rpm.Open(root)
+	db, err := rpm.Open(os.DirFS(root))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -354,7 +354,7 @@ func TestRPMCorruptHeader(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db, err := rpm.Open(root)
+	db, err := rpm.Open(os.DirFS(root))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -363,7 +363,9 @@ func TestRPMCorruptHeader(t *testing.T) {
 	var h *rpm.Header
 	for _, p := range db.Packages() {
 		if p.Name == "gs-tools" {
-			h = db.Header(p)
+			if h, err = db.Header(p); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	blob := h.Blob()
@@ -375,7 +377,7 @@ func TestRPMCorruptHeader(t *testing.T) {
 	if err := os.WriteFile(file, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, err = rpm.Open(root)
+	_, err = rpm.Open(os.DirFS(root))
 	var ce *backends.CorruptError
 	if !errors.As(err, &ce) || !strings.HasPrefix(ce.Record, "hnum ") || !strings.Contains(err.Error(), "truncated") {
 		t.Fatalf("Open of a database with a truncated header: %v", err)

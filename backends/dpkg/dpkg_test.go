@@ -1,12 +1,17 @@
 package dpkg
 
 import (
+	"fmt"
 	"os"
+	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"testing/fstest"
 
 	"github.com/gosupermin/gosupermin/backends"
+	"github.com/gosupermin/gosupermin/backends/internal/hostile"
 )
 
 func TestCompareVersions(t *testing.T) {
@@ -170,7 +175,7 @@ Provides: x-virtual (= 2)
 		"var/lib/dpkg/info/libx:i386.postinst": "#!/bin/sh\n",
 		"var/lib/dpkg/diversions":              "/usr/bin/dpkg\n/usr/bin/dpkg.real\nlibx\n",
 	})
-	db, err := Open(root)
+	db, err := Open(hostile.Tree(t, root))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +239,7 @@ func TestOpenErrors(t *testing.T) {
 				tc.files = map[string]string{}
 			}
 			root := writeDB(t, tc.status, tc.files)
-			db, err := Open(root)
+			db, err := Open(hostile.Tree(t, root))
 			if tc.open == "files" {
 				if err != nil {
 					t.Fatal(err)
@@ -253,10 +258,11 @@ func TestOpenErrors(t *testing.T) {
 
 // TestHost reads this machine's real database, when it is a dpkg system.
 func TestHost(t *testing.T) {
-	if !Detect("/") {
+	host := hostile.Tree(t, "/")
+	if !Detect(host) {
 		t.Skip("not a dpkg host")
 	}
-	db, err := Open("/")
+	db, err := Open(host)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,4 +279,75 @@ func TestHost(t *testing.T) {
 	if n < 50 {
 		t.Fatalf("only %d installed packages on a Debian host", n)
 	}
+}
+
+// Diversions written back as dpkg writes them read the same.
+func FuzzDiversions(f *testing.F) {
+	f.Add([]byte("/usr/bin/dpkg\n/usr/bin/dpkg.real\nlibx\n/a\n/../b\n:\n"))
+	f.Add([]byte("/a\n/b\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		divs, order, err := parseDiversions(data)
+		if err != nil {
+			return
+		}
+		var b strings.Builder
+		for _, d := range divs {
+			if !inTree(d.From) || !inTree(d.To) {
+				t.Fatalf("%+v: not a clean absolute path", d)
+			}
+			b.WriteString(d.From + "\n" + d.To + "\n" + d.By + "\n")
+		}
+		divs2, order2, err := parseDiversions([]byte(b.String()))
+		if err != nil || !slices.Equal(divs, divs2) || !slices.Equal(order, order2) {
+			t.Fatalf("written back %q: %+v %v, %v", b.String(), divs2, order2, err)
+		}
+	})
+}
+
+// A list's paths written back read the same, and never leave the tree.
+func FuzzParseList(f *testing.F) {
+	f.Add([]byte("/.\n/usr\n/usr/../../etc/x\n\n//a/./b/\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		paths, err := parseList(data)
+		if err != nil {
+			return
+		}
+		for _, p := range paths {
+			if !inTree(p) || p == "/" {
+				t.Fatalf("%q: not a clean path inside the tree", p)
+			}
+		}
+		again, err := parseList([]byte(strings.Join(paths, "\n")))
+		if err != nil || !slices.Equal(paths, again) {
+			t.Fatalf("written back: %q, %v", again, err)
+		}
+	})
+}
+
+// inTree says whether p is a clean absolute path: no ".." can leave the
+// tree.
+func inTree(p string) bool { return strings.HasPrefix(p, "/") && path.Clean(p) == p }
+
+// A status file that opens, written back as the appliance's status file,
+// opens to the same packages.
+func FuzzOpenStatus(f *testing.F) {
+	f.Add([]byte("Package: a\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1:2.0-1\nDepends: b (>= 1) | c:any\nProvides: v (= 1)\nConffiles:\n /etc/a 0123\n"))
+	f.Add([]byte("Package: dpkg\nStatus: install ok installed\nArchitecture: all\nMulti-Arch: same\nVersion: 1\n\nPackage: x\nStatus: deinstall ok config-files\nVersion: 2\n"))
+	f.Fuzz(func(t *testing.T, status []byte) {
+		db, err := Open(fstest.MapFS{statusFile: {Data: status}})
+		if err != nil {
+			return
+		}
+		files, err := db.ApplianceFiles(db.Packages())
+		if err != nil {
+			t.Fatal(err)
+		}
+		db2, err := Open(fstest.MapFS{statusFile: {Data: files[0].Data}})
+		if err != nil {
+			t.Fatalf("written back %q: %v", files[0].Data, err)
+		}
+		if a, b := fmt.Sprintf("%+v", db.Packages()), fmt.Sprintf("%+v", db2.Packages()); a != b {
+			t.Fatalf("written back:\n%s\nread:\n%s", b, a)
+		}
+	})
 }

@@ -2,10 +2,8 @@ package dpkg
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
-	"os"
-	"path"
-	"path/filepath"
 	"slices"
 	"strings"
 
@@ -27,7 +25,7 @@ func (db *DB) Scripts(p *backends.Package) (*backends.Scripts, error) {
 		{"preinst", backends.PreInstall, []string{"install"}},
 		{"postinst", backends.PostInstall, []string{"configure", ""}},
 	} {
-		_, data, err := db.infoFile(p, sc.name)
+		_, data, err := db.infoFile(p, sc.name, maxInfo)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
@@ -41,7 +39,7 @@ func (db *DB) Scripts(p *backends.Package) (*backends.Scripts, error) {
 		return s, nil
 	}
 	for _, x := range []backends.ExtraFile{{Suffix: "config", Mode: 0o755}, {Suffix: "templates", Mode: 0o644}} {
-		_, data, err := db.infoFile(p, x.Suffix)
+		_, data, err := db.infoFile(p, x.Suffix, maxInfo)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
@@ -100,7 +98,7 @@ func (db *DB) Install(pkgs []*backends.Package, active func(string) bool) (*back
 		if len(names) == 0 {
 			continue
 		}
-		if _, _, err := db.infoFile(p, "postinst"); err != nil {
+		if _, err := db.infoStat(p, "postinst"); err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
 				continue // nothing would run
 			}
@@ -115,7 +113,7 @@ func (db *DB) Install(pkgs []*backends.Package, active func(string) bool) (*back
 // triggerInterests are the trigger names p's triggers file is interested
 // in that the appliance activates, each once.
 func (db *DB) triggerInterests(p *backends.Package, active func(string) bool) ([]string, error) {
-	_, data, err := db.infoFile(p, "triggers")
+	_, data, err := db.infoFile(p, "triggers", maxInfo)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
 	}
@@ -170,14 +168,14 @@ func (db *DB) ApplianceFiles(pkgs []*backends.Package) ([]backends.DBFile, error
 		out = append(out, backends.DBFile{Path: "/" + AdminDir + d, Dir: true})
 	}
 	// info/format says whether info files are named NAME:ARCH (format 1).
-	for _, f := range []string{"arch", "info/format"} {
-		if _, err := os.Lstat(filepath.Join(db.admin, f)); err == nil {
-			out = append(out, backends.DBFile{Path: path.Join("/", AdminDir, f)})
+	for _, f := range []string{archFile, infoDir + "/format"} {
+		if _, err := fs.Lstat(db.fsys, f); err == nil {
+			out = append(out, backends.DBFile{Path: "/" + f})
 		}
 	}
-	ents, err := os.ReadDir(filepath.Join(db.admin, "info"))
+	ents, err := fs.ReadDir(db.fsys, infoDir)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, err
+		return nil, fmt.Errorf("read dpkg database: %w", err)
 	}
 	for _, e := range ents {
 		dot := strings.LastIndexByte(e.Name(), '.')
@@ -188,7 +186,19 @@ func (db *DB) ApplianceFiles(pkgs []*backends.Package) ([]backends.DBFile, error
 		if qualified && !want[name+" "+arch] || !qualified && !names[name] {
 			continue
 		}
-		out = append(out, backends.DBFile{Path: path.Join("/", AdminDir, "info", e.Name())})
+		out = append(out, backends.DBFile{Path: "/" + infoDir + "/" + e.Name()})
 	}
 	return out, nil
+}
+
+// infoStat finds info/NAME:ARCH.SUFFIX or info/NAME.SUFFIX without
+// reading it.
+func (db *DB) infoStat(p *backends.Package, suffix string) (fs.FileInfo, error) {
+	for _, base := range []string{p.Name + ":" + p.Arch, p.Name} {
+		fi, err := fs.Stat(db.fsys, infoDir+"/"+base+"."+suffix)
+		if err == nil || !errors.Is(err, fs.ErrNotExist) {
+			return fi, err
+		}
+	}
+	return nil, fs.ErrNotExist
 }

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path"
 	"path/filepath"
 	"regexp"
@@ -21,9 +20,12 @@ import (
 // LocalDir is pacman's local database, relative to the root.
 const LocalDir = "var/lib/pacman/local"
 
-// Detect reports whether root holds a pacman local database.
-func Detect(root string) bool {
-	fi, err := os.Stat(filepath.Join(root, LocalDir))
+// maxInstall bounds an install file, a shell script of a few KB.
+const maxInstall = 16 << 20
+
+// Detect reports whether fsys holds a pacman local database.
+func Detect(fsys fs.FS) bool {
+	fi, err := fs.Stat(fsys, LocalDir)
 	return err == nil && fi.IsDir()
 }
 
@@ -32,51 +34,62 @@ var (
 	_ backends.Installer = (*DB)(nil)
 )
 
-// DB is a pacman local database read under a root directory.
+// DB is a pacman local database read through an fs.FS of the root.
 type DB struct {
-	root string
-	dir  string
+	fsys fs.FS
 	pkgs []*backends.Package
 }
 
-// Open reads every package's desc under root. File lists and install
-// files are read when asked for.
-func Open(root string) (*DB, error) {
-	db := &DB{root: root, dir: filepath.Join(root, LocalDir)}
-	ents, err := os.ReadDir(db.dir)
+// Open reads every package's desc of fsys, whose names are paths under
+// the root. File lists and install files are read when asked for.
+func Open(fsys fs.FS) (*DB, error) {
+	db := &DB{fsys: fsys}
+	ents, err := fs.ReadDir(fsys, LocalDir)
 	if err != nil {
 		return nil, fmt.Errorf("read pacman database: %w", err)
 	}
 	for _, e := range ents {
-		if !e.IsDir() {
+		if !db.isDir(e) {
 			continue // ALPM_DB_VERSION
 		}
-		file := filepath.Join(db.dir, e.Name(), "desc")
-		data, err := os.ReadFile(file)
+		file := LocalDir + "/" + e.Name() + "/desc"
+		data, err := backends.ReadFile(fsys, file, maxDesc)
 		if err != nil {
 			return nil, fmt.Errorf("read pacman database: %w", err)
 		}
 		d, err := ParseDesc(data)
 		if err != nil {
-			return nil, &backends.CorruptError{File: file, Record: e.Name(), Err: err}
+			return nil, &backends.CorruptError{File: db.host(file), Record: e.Name(), Err: err}
 		}
 		p, err := d.Package()
 		if err != nil {
-			return nil, &backends.CorruptError{File: file, Record: e.Name(), Err: err}
+			return nil, &backends.CorruptError{File: db.host(file), Record: e.Name(), Err: err}
 		}
 		if p.ID != e.Name() {
-			return nil, &backends.CorruptError{File: file, Record: e.Name(), Err: fmt.Errorf("describes %s, not the package its directory names", p.ID)}
+			return nil, &backends.CorruptError{File: db.host(file), Record: e.Name(), Err: fmt.Errorf("describes %s, not the package its directory names", p.ID)}
 		}
 		db.pkgs = append(db.pkgs, p)
 	}
 	sort.Slice(db.pkgs, func(i, j int) bool { return db.pkgs[i].ID < db.pkgs[j].ID })
 	for i := 1; i < len(db.pkgs); i++ {
 		if db.pkgs[i].Name == db.pkgs[i-1].Name {
-			return nil, &backends.CorruptError{File: db.dir, Err: fmt.Errorf("%s installed twice (%s and %s)", db.pkgs[i].Name, db.pkgs[i-1].ID, db.pkgs[i].ID)}
+			return nil, &backends.CorruptError{File: db.host(LocalDir), Err: fmt.Errorf("%s installed twice (%s and %s)", db.pkgs[i].Name, db.pkgs[i-1].ID, db.pkgs[i].ID)}
 		}
 	}
 	return db, nil
 }
+
+// isDir says whether a directory entry is a package's directory: pacman
+// follows symlinks there (through fsys, they stay in the tree).
+func (db *DB) isDir(e fs.DirEntry) bool {
+	if e.Type()&fs.ModeSymlink == 0 {
+		return e.IsDir()
+	}
+	fi, err := fs.Stat(db.fsys, LocalDir+"/"+e.Name())
+	return err == nil && fi.IsDir()
+}
+
+func (db *DB) host(name string) string { return backends.HostPath(db.fsys, name) }
 
 func (db *DB) Family() backends.Family         { return backends.Pacman }
 func (db *DB) NativeArch() string              { return "" }
@@ -88,6 +101,7 @@ func (db *DB) CompareVersions(a, b string) int { return Vercmp(a, b) }
 // goes), and each package's desc and files (a reinstall rewrites them).
 func (db *DB) DBFiles() []string {
 	out := []string{filepath.FromSlash(LocalDir)}
+	// IDs are names and versions that Open checked: one path component.
 	for _, p := range db.pkgs {
 		out = append(out, filepath.Join(filepath.FromSlash(LocalDir), p.ID, "desc"), filepath.Join(filepath.FromSlash(LocalDir), p.ID, "files"))
 	}
@@ -158,13 +172,16 @@ func (d Desc) Package() (*backends.Package, error) {
 		return nil, err
 	}
 	if !validName(name) {
-		return nil, fmt.Errorf("bad package name %q", name)
+		return nil, fmt.Errorf("bad package name %q", truncate(name))
 	}
-	if strings.ContainsAny(version, " \t/") || strings.Count(version, "-") != 1 {
-		return nil, fmt.Errorf("package %s: bad version %q (want [epoch:]pkgver-pkgrel)", name, version)
+	if err := checkVersion(version); err != nil {
+		return nil, fmt.Errorf("package %s: %w", name, err)
 	}
 	p := &backends.Package{Name: name, Version: version, ID: name + "-" + version, FullName: name + "-" + version}
 	if a := d["ARCH"]; len(a) > 0 {
+		if !validArch(a[0]) {
+			return nil, fmt.Errorf("package %s: bad %%ARCH%% %q", name, truncate(a[0]))
+		}
 		p.Arch = a[0]
 	}
 	for _, s := range d["DEPENDS"] {
@@ -224,22 +241,26 @@ func ParseDepend(s string) (backends.Dep, error) {
 	return backends.Dep{Op: backends.Atom, Name: name, Rel: rel, Version: ver}, nil
 }
 
-func (db *DB) pkgDir(p *backends.Package) string { return filepath.Join(db.dir, p.ID) }
+func (db *DB) pkgFile(p *backends.Package, name string) string {
+	return LocalDir + "/" + p.ID + "/" + name
+}
 
 // Files reads %FILES% (paths relative to the root, directories with a
-// trailing "/") and marks the %BACKUP% ones as config files.
+// trailing "/") and marks the %BACKUP% ones as config files. pacman
+// writes a files file for every package, an empty one for a meta
+// package: a missing one is a damaged database, as a missing dpkg list.
 func (db *DB) Files(p *backends.Package) ([]backends.File, error) {
-	file := filepath.Join(db.pkgDir(p), "files")
-	data, err := os.ReadFile(file)
+	file := db.pkgFile(p, "files")
+	data, err := backends.ReadFile(db.fsys, file, maxDesc)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil // a package without files (a meta package)
+		return nil, &backends.CorruptError{File: db.host(file), Record: p.ID, Err: errors.New("missing file list of an installed package")}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read pacman database: %w", err)
 	}
 	d, err := ParseDesc(data)
 	if err != nil {
-		return nil, &backends.CorruptError{File: file, Record: p.ID, Err: err}
+		return nil, &backends.CorruptError{File: db.host(file), Record: p.ID, Err: err}
 	}
 	backup := map[string]bool{}
 	for _, b := range d["BACKUP"] {
@@ -249,8 +270,9 @@ func (db *DB) Files(p *backends.Package) ([]backends.File, error) {
 	out := make([]backends.File, 0, len(d["FILES"]))
 	for _, f := range d["FILES"] {
 		if strings.HasPrefix(f, "/") || f == "" {
-			return nil, &backends.CorruptError{File: file, Record: p.ID, Err: fmt.Errorf("%q is not a path relative to the root", truncate(f))}
+			return nil, &backends.CorruptError{File: db.host(file), Record: p.ID, Err: fmt.Errorf("%q is not a path relative to the root", truncate(f))}
 		}
+		// Made absolute before it is cleaned: ".." cannot leave the tree.
 		pth := path.Clean("/" + f)
 		if pth == "/" {
 			continue
@@ -267,7 +289,7 @@ var postInstall = regexp.MustCompile(`(?m)^[ \t]*(function[ \t]+post_install\b|p
 // "post_install VERSION".
 func (db *DB) Scripts(p *backends.Package) (*backends.Scripts, error) {
 	s := &backends.Scripts{}
-	data, err := os.ReadFile(filepath.Join(db.pkgDir(p), "install"))
+	data, err := backends.ReadFile(db.fsys, db.pkgFile(p, "install"), maxInstall)
 	if errors.Is(err, fs.ErrNotExist) {
 		return s, nil
 	}

@@ -2,12 +2,16 @@ package pacman
 
 import (
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/gosupermin/gosupermin/backends"
+	"github.com/gosupermin/gosupermin/backends/internal/hostile"
 )
 
 func TestVercmp(t *testing.T) {
@@ -115,12 +119,12 @@ func TestDB(t *testing.T) {
 			"files":   "%FILES%\netc/\netc/app.conf\nusr/\nusr/bin/\nusr/bin/app\n\n%BACKUP%\netc/app.conf\t0123abcd\n\n",
 			"install": "pre_install() {\n\t:\n}\n\npost_install() {\n\techo $1\n}\n",
 		},
-		"meta-1-1": {"desc": "%NAME%\nmeta\n\n%VERSION%\n1-1\n\n%INSTALL%\n", "install": "post_upgrade() { :; }\n"},
+		"meta-1-1": {"desc": "%NAME%\nmeta\n\n%VERSION%\n1-1\n\n%INSTALL%\n", "files": "", "install": "post_upgrade() { :; }\n"},
 	})
-	if !Detect(root) || Detect(t.TempDir()) {
+	if !Detect(hostile.Tree(t, root)) || Detect(hostile.Tree(t, t.TempDir())) {
 		t.Fatal("Detect")
 	}
-	db, err := Open(root)
+	db, err := Open(hostile.Tree(t, root))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,9 +170,10 @@ func TestCorrupt(t *testing.T) {
 		"missing desc":  {"x-1-1": {"files": "%FILES%\n"}},
 		"twice":         {"x-1-1": {"desc": "%NAME%\nx\n\n%VERSION%\n1-1\n"}, "x-2-1": {"desc": "%NAME%\nx\n\n%VERSION%\n2-1\n"}},
 		"absolute file": {"x-1-1": {"desc": "%NAME%\nx\n\n%VERSION%\n1-1\n", "files": "%FILES%\n/etc/passwd\n"}},
+		"missing files": {"x-1-1": {"desc": "%NAME%\nx\n\n%VERSION%\n1-1\n"}},
 	} {
 		root := writeTree(t, pkgs)
-		db, err := Open(root)
+		db, err := Open(hostile.Tree(t, root))
 		if err == nil {
 			_, err = db.Files(db.Packages()[0])
 		}
@@ -180,6 +185,7 @@ func TestCorrupt(t *testing.T) {
 	}
 }
 
+// A desc that parses, written back, parses the same.
 func FuzzParseDesc(f *testing.F) {
 	f.Add([]byte(sampleDesc))
 	f.Add([]byte("%FILES%\nusr/\nusr/bin/x\n\n%BACKUP%\netc/x\tabc\n"))
@@ -187,6 +193,13 @@ func FuzzParseDesc(f *testing.F) {
 		d, err := ParseDesc(data)
 		if err != nil {
 			return
+		}
+		var b strings.Builder
+		for _, s := range slices.Sorted(maps.Keys(d)) {
+			b.WriteString("%" + s + "%\n" + strings.Join(append(d[s], ""), "\n") + "\n")
+		}
+		if d2, err := ParseDesc([]byte(b.String())); err != nil || !reflect.DeepEqual(d, d2) {
+			t.Fatalf("written back %q: %v, %v", b.String(), d2, err)
 		}
 		if p, err := d.Package(); err == nil {
 			for _, dep := range p.Depends {

@@ -1,6 +1,7 @@
 package pacman
 
 import (
+	"fmt"
 	"strings"
 
 	"github.com/gosupermin/gosupermin/internal/vercmp"
@@ -90,4 +91,56 @@ func segcmp(a, b string) int {
 		return -1
 	}
 	return 1
+}
+
+// checkVersion applies makepkg's rules to a full version,
+// [epoch:]pkgver-pkgrel: a numeric epoch; a pkgver of printable ASCII
+// without spaces, "/", ":" or "-"; a pkgrel "integer[.integer]". So a
+// version is one path component of the local database and one field of
+// a line of text.
+func checkVersion(v string) error {
+	bad := func(why string) error {
+		return fmt.Errorf("bad version %q: %s (want [epoch:]pkgver-pkgrel)", truncate(v), why)
+	}
+	rest := v
+	if epoch, after, ok := strings.Cut(v, ":"); ok {
+		if !allDigits(epoch) {
+			return bad("the epoch is not a number")
+		}
+		rest = after
+	}
+	i := strings.LastIndexByte(rest, '-')
+	if i < 0 {
+		return bad("no pkgrel")
+	}
+	pkgver, pkgrel := rest[:i], rest[i+1:]
+	if pkgver == "" {
+		return bad("empty pkgver")
+	}
+	for j := 0; j < len(pkgver); j++ {
+		if c := pkgver[j]; c <= ' ' || c >= 0x7f || c == '/' || c == ':' || c == '-' {
+			return bad(fmt.Sprintf("pkgver holds %q", c))
+		}
+	}
+	major, minor, dot := strings.Cut(pkgrel, ".")
+	if !allDigits(major) || dot && !allDigits(minor) {
+		return bad("pkgrel is not integer[.integer]")
+	}
+	return nil
+}
+
+func allDigits(s string) bool { return s != "" && strings.Trim(s, "0123456789") == "" }
+
+// validArch is makepkg's rule for an architecture: letters, digits and
+// "_" ("any" included).
+func validArch(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !isAlnum(c) && c != '_' {
+			return false
+		}
+	}
+	return true
 }

@@ -2,6 +2,7 @@ package rpm
 
 import (
 	"encoding/binary"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -136,12 +137,9 @@ func TestParseHeader(t *testing.T) {
 }
 
 func TestDBScripts(t *testing.T) {
-	h, err := ParseHeader(sampleHeader())
-	if err != nil {
-		t.Fatal(err)
-	}
 	p := &backends.Package{Name: "bash", ID: "bash"}
-	db := &DB{hdr: map[*backends.Package]*pkgHeader{p: {key: "hnum 1", record: "hnum 1 (bash)", h: h}}}
+	db := &DB{st: memStorage{sampleHeader()}, recs: map[*backends.Package]*pkgRecord{
+		p: {loc: location{key: "hnum 1", a: 0}, record: "hnum 1 (bash)", nevra: "bash-1:5.2.26-3.fc40.x86_64"}}}
 	sc, err := db.Scripts(p)
 	if err != nil {
 		t.Fatal(err)
@@ -159,6 +157,20 @@ func TestDBScripts(t *testing.T) {
 		t.Errorf("files %+v, %v", files, err)
 	}
 }
+
+// memStorage holds blobs in memory; a location's a is the index.
+type memStorage [][]byte
+
+func (m memStorage) scan(fn func(location, []byte) error) error {
+	for i, b := range m {
+		if err := fn(location{key: fmt.Sprintf("blob %d", i), a: int64(i)}, b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (m memStorage) read(loc location) ([]byte, error) { return m[loc.a], nil }
 
 // Every truncation of a header is an error, never a panic.
 func TestParseHeaderTruncated(t *testing.T) {

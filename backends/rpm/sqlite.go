@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
+	"maps"
 	"strings"
 )
 
@@ -17,13 +17,11 @@ import (
 // never writes beside it (no -shm or -wal files, no locks) and works on a
 // read-only tree.
 
-// record is one header blob and where it came from.
-type record struct {
-	key  string // "hnum 12", "page 40 item 3", "slot 7"
-	blob []byte
-}
-
 const sqliteMagic = "SQLite format 3\x00"
+
+// maxPayload bounds one row: a header blob and a few bytes of record
+// header.
+const maxPayload = maxBlob + 1024
 
 type sqliteDB struct {
 	f        io.ReaderAt
@@ -31,41 +29,14 @@ type sqliteDB struct {
 	pageSize int
 	usable   int
 	npages   uint32
-	wal      map[uint32][]byte // page number -> content, from committed WAL frames
-}
-
-func readSQLite(file string) ([]record, error) {
-	f, err := os.Open(file)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	db, err := openSQLite(f, fi.Size())
-	if err != nil {
-		return nil, err
-	}
-	if wf, err := os.Open(file + "-wal"); err == nil {
-		defer wf.Close()
-		wfi, err := wf.Stat()
-		if err != nil {
-			return nil, err
-		}
-		if err := db.readWAL(wf, wfi.Size()); err != nil {
-			return nil, fmt.Errorf("%s-wal: %w", file, err)
-		}
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return nil, err
-	}
-	return db.packages()
+	wal      io.ReaderAt
+	walPages map[uint32]int64 // page number -> offset of its content in the WAL, from committed frames
+	table    uint32           // root page of the Packages table, once found
 }
 
 func openSQLite(f io.ReaderAt, size int64) (*sqliteDB, error) {
 	var h [100]byte
-	if _, err := f.ReadAt(h[:], 0); err != nil {
+	if err := readAt(f, h[:], 0); err != nil {
 		return nil, fmt.Errorf("not an sqlite database: %d bytes", size)
 	}
 	if string(h[:16]) != sqliteMagic {
@@ -85,17 +56,18 @@ func openSQLite(f io.ReaderAt, size int64) (*sqliteDB, error) {
 	if enc := binary.BigEndian.Uint32(h[56:60]); enc > 1 {
 		return nil, fmt.Errorf("sqlite text encoding %d: only UTF-8 is read", enc)
 	}
-	return &sqliteDB{f: f, size: size, pageSize: ps, usable: usable, npages: uint32(size / int64(ps))}, nil
+	return &sqliteDB{f: f, size: size, pageSize: ps, usable: usable, npages: uint32(min(size/int64(ps), 1<<32-1))}, nil
 }
 
-// readWAL loads the frames of every committed transaction of the log
-// that belongs to the current database (matching salts, valid checksums).
+// readWAL indexes the frames of every committed transaction of the log
+// that belongs to the current database (matching salts, valid checksums):
+// their pages are read from the log instead of the database file.
 func (db *sqliteDB) readWAL(f io.ReaderAt, size int64) error {
 	if size < 32 {
 		return nil // empty log: everything is in the database file
 	}
 	var h [32]byte
-	if _, err := f.ReadAt(h[:], 0); err != nil {
+	if err := readAt(f, h[:], 0); err != nil {
 		return err
 	}
 	magic := binary.BigEndian.Uint32(h[0:4])
@@ -111,12 +83,12 @@ func (db *sqliteDB) readWAL(f io.ReaderAt, size int64) error {
 		return nil
 	}
 	salt := h[16:24]
-	committed := map[uint32][]byte{}
-	pending := map[uint32][]byte{}
+	committed := map[uint32]int64{}
+	pending := map[uint32]int64{}
 	frame := make([]byte, 24+db.pageSize)
 	var maxPage uint32
 	for off := int64(32); off+int64(len(frame)) <= size; off += int64(len(frame)) {
-		if _, err := f.ReadAt(frame, off); err != nil {
+		if err := readAt(f, frame, off); err != nil {
 			return err
 		}
 		if !bytes.Equal(frame[8:16], salt) {
@@ -131,17 +103,15 @@ func (db *sqliteDB) readWAL(f io.ReaderAt, size int64) error {
 		if pg == 0 {
 			break
 		}
-		pending[pg] = append([]byte(nil), frame[24:]...)
+		pending[pg] = off + 24
 		if n := binary.BigEndian.Uint32(frame[4:8]); n != 0 { // commit frame
-			for k, v := range pending {
-				committed[k] = v
-			}
+			maps.Copy(committed, pending)
 			clear(pending)
 			maxPage = n
 		}
 	}
 	if len(committed) > 0 {
-		db.wal = committed
+		db.wal, db.walPages = f, committed
 		db.npages = maxPage
 	}
 	return nil
@@ -163,15 +133,55 @@ func (db *sqliteDB) page(n uint32) ([]byte, error) {
 	if n == 0 || n > db.npages {
 		return nil, fmt.Errorf("page %d out of range (1-%d)", n, db.npages)
 	}
-	if p, ok := db.wal[n]; ok {
-		return p, nil
-	}
 	p := make([]byte, db.pageSize)
-	if _, err := db.f.ReadAt(p, int64(n-1)*int64(db.pageSize)); err != nil {
+	r, off := db.f, int64(n-1)*int64(db.pageSize)
+	if woff, ok := db.walPages[n]; ok {
+		r, off = db.wal, woff
+	}
+	if err := readAt(r, p, off); err != nil {
 		return nil, fmt.Errorf("page %d: %w", n, err)
 	}
 	return p, nil
 }
+
+// btreePage reads the b-tree page pg: its content, its kind (0x05
+// interior table page, 0x0d leaf), its cell offsets, and for an interior
+// page its right-most child.
+func (db *sqliteDB) btreePage(pg uint32) (p []byte, kind byte, cells []int, right uint32, err error) {
+	if p, err = db.page(pg); err != nil {
+		return nil, 0, nil, 0, err
+	}
+	hdr := 0
+	if pg == 1 {
+		hdr = 100
+	}
+	kind = p[hdr]
+	ncells := int(binary.BigEndian.Uint16(p[hdr+3:]))
+	ptrs := hdr + 8
+	switch kind {
+	case 0x05:
+		ptrs = hdr + 12
+		right = binary.BigEndian.Uint32(p[hdr+8:])
+	case 0x0d:
+	default:
+		return nil, 0, nil, 0, fmt.Errorf("page %d: not a table b-tree page (type %#x)", pg, kind)
+	}
+	if ptrs+2*ncells > db.usable {
+		return nil, 0, nil, 0, fmt.Errorf("page %d: %d cells do not fit", pg, ncells)
+	}
+	cells = make([]int, ncells)
+	for i := range cells {
+		cells[i] = int(binary.BigEndian.Uint16(p[ptrs+2*i:]))
+		if kind == 0x05 && cells[i]+4 > db.usable {
+			return nil, 0, nil, 0, fmt.Errorf("page %d: cell %d out of the page", pg, i)
+		}
+	}
+	return p, kind, cells, right, nil
+}
+
+// maxDepth bounds a b-tree's depth: sqlite's own trees of billions of
+// rows are under 10 levels.
+const maxDepth = 40
 
 // walk calls fn with the rowid and payload of every row of the table
 // b-tree rooted at page root, in rowid order.
@@ -179,61 +189,85 @@ func (db *sqliteDB) walk(root uint32, fn func(rowid int64, payload []byte) error
 	seen := map[uint32]bool{}
 	var visit func(pg uint32, depth int) error
 	visit = func(pg uint32, depth int) error {
-		if depth > 40 {
-			return fmt.Errorf("b-tree deeper than 40 levels at page %d", pg)
+		if depth > maxDepth {
+			return fmt.Errorf("b-tree deeper than %d levels at page %d", maxDepth, pg)
 		}
 		if seen[pg] {
 			return fmt.Errorf("page %d reached twice", pg)
 		}
 		seen[pg] = true
-		p, err := db.page(pg)
+		p, kind, cells, right, err := db.btreePage(pg)
 		if err != nil {
 			return err
 		}
-		hdr := 0
-		if pg == 1 {
-			hdr = 100
-		}
-		if hdr+8 > len(p) {
-			return fmt.Errorf("page %d: truncated", pg)
-		}
-		kind := p[hdr]
-		ncells := int(binary.BigEndian.Uint16(p[hdr+3:]))
-		ptrs := hdr + 8
 		if kind == 0x05 {
-			ptrs = hdr + 12
-		}
-		if ptrs+2*ncells > db.usable {
-			return fmt.Errorf("page %d: %d cells do not fit", pg, ncells)
-		}
-		switch kind {
-		case 0x05: // interior table page
-			for i := 0; i < ncells; i++ {
-				off := int(binary.BigEndian.Uint16(p[ptrs+2*i:]))
-				if off+4 > db.usable {
-					return fmt.Errorf("page %d: cell %d out of the page", pg, i)
-				}
+			for _, off := range cells {
 				if err := visit(binary.BigEndian.Uint32(p[off:]), depth+1); err != nil {
 					return err
 				}
 			}
-			return visit(binary.BigEndian.Uint32(p[hdr+8:]), depth+1)
-		case 0x0d: // leaf table page
-			for i := 0; i < ncells; i++ {
-				off := int(binary.BigEndian.Uint16(p[ptrs+2*i:]))
-				rowid, payload, err := db.cell(p, off)
-				if err != nil {
-					return fmt.Errorf("page %d cell %d: %w", pg, i, err)
-				}
-				if err := fn(rowid, payload); err != nil {
-					return err
-				}
-			}
-			return nil
+			return visit(right, depth+1)
 		}
-		return fmt.Errorf("page %d: not a table b-tree page (type %#x)", pg, kind)
+		for i, off := range cells {
+			rowid, payload, err := db.cell(p, off)
+			if err != nil {
+				return fmt.Errorf("page %d cell %d: %w", pg, i, err)
+			}
+			if err := fn(rowid, payload); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 	return visit(root, 0)
+}
+
+// lookup finds the payload of row rowid of the table b-tree rooted at
+// page root: one page a level.
+func (db *sqliteDB) lookup(root uint32, rowid int64) ([]byte, error) {
+	pg := root
+	for depth := 0; depth <= maxDepth; depth++ {
+		p, kind, cells, right, err := db.btreePage(pg)
+		if err != nil {
+			return nil, err
+		}
+		if kind == 0x05 {
+			// Cell i's key is the largest rowid of its left child.
+			cur := pg
+			pg = right
+			for i, off := range cells {
+				key, n := varint(p[off+4 : db.usable])
+				if n == 0 {
+					return nil, fmt.Errorf("page %d cell %d: bad key", cur, i)
+				}
+				if rowid <= int64(key) {
+					pg = binary.BigEndian.Uint32(p[off:])
+					break
+				}
+			}
+			continue
+		}
+		for i, off := range cells {
+			if off >= db.usable {
+				return nil, fmt.Errorf("page %d cell %d: cell offset out of the page", pg, i)
+			}
+			b := p[off:db.usable]
+			_, n := varint(b)
+			rid, m := varint(b[n:])
+			if n == 0 || m == 0 {
+				return nil, fmt.Errorf("page %d cell %d: bad cell", pg, i)
+			}
+			if int64(rid) == rowid {
+				_, payload, err := db.cell(p, off)
+				if err != nil {
+					return nil, fmt.Errorf("page %d cell %d: %w", pg, i, err)
+				}
+				return payload, nil
+			}
+		}
+		return nil, fmt.Errorf("row %d not found", rowid)
+	}
+	return nil, fmt.Errorf("b-tree deeper than %d levels at page %d", maxDepth, pg)
 }
 
 // cell reads a leaf table cell: payload size, rowid, local payload, and
@@ -253,8 +287,8 @@ func (db *sqliteDB) cell(p []byte, off int) (int64, []byte, error) {
 		return 0, nil, errors.New("bad rowid")
 	}
 	b = b[n:]
-	if plen > uint64(db.size)+uint64(len(db.wal))*uint64(db.pageSize) {
-		return 0, nil, fmt.Errorf("payload of %d bytes larger than the database", plen)
+	if plen > uint64(db.npages)*uint64(db.pageSize) || plen > maxPayload {
+		return 0, nil, fmt.Errorf("payload of %d bytes larger than the database or %d", plen, maxPayload)
 	}
 	u := uint64(db.usable)
 	x := u - 35
@@ -375,8 +409,11 @@ func columns(rec []byte) ([]any, error) {
 	return out, nil
 }
 
-// packages finds the Packages table in sqlite_master and reads its blobs.
-func (db *sqliteDB) packages() ([]record, error) {
+// packagesTable finds the Packages table in sqlite_master, once.
+func (db *sqliteDB) packagesTable() (uint32, error) {
+	if db.table != 0 {
+		return db.table, nil
+	}
 	var root int64
 	err := db.walk(1, func(_ int64, payload []byte) error {
 		cols, err := columns(payload)
@@ -394,26 +431,54 @@ func (db *sqliteDB) packages() ([]record, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
 	if root <= 0 || root > int64(^uint32(0)) {
-		return nil, errors.New("no Packages table")
+		return 0, errors.New("no Packages table")
 	}
-	var out []record
-	err = db.walk(uint32(root), func(rowid int64, payload []byte) error {
-		cols, err := columns(payload)
+	db.table = uint32(root)
+	return db.table, nil
+}
+
+// blob is the header column of a row of the Packages table.
+func blob(rowid int64, payload []byte) ([]byte, error) {
+	cols, err := columns(payload)
+	if err != nil {
+		return nil, fmt.Errorf("hnum %d: %w", rowid, err)
+	}
+	if len(cols) < 2 {
+		return nil, fmt.Errorf("hnum %d: %d columns", rowid, len(cols))
+	}
+	b, ok := cols[1].([]byte)
+	if !ok {
+		return nil, fmt.Errorf("hnum %d: blob column is not a blob", rowid)
+	}
+	return b, nil
+}
+
+// scan: the location of an sqlite blob is its row's hnum (a).
+func (db *sqliteDB) scan(fn func(location, []byte) error) error {
+	root, err := db.packagesTable()
+	if err != nil {
+		return err
+	}
+	return db.walk(root, func(rowid int64, payload []byte) error {
+		b, err := blob(rowid, payload)
 		if err != nil {
-			return fmt.Errorf("hnum %d: %w", rowid, err)
+			return err
 		}
-		if len(cols) < 2 {
-			return fmt.Errorf("hnum %d: %d columns", rowid, len(cols))
-		}
-		blob, ok := cols[1].([]byte)
-		if !ok {
-			return fmt.Errorf("hnum %d: blob column is not a blob", rowid)
-		}
-		out = append(out, record{key: fmt.Sprintf("hnum %d", rowid), blob: blob})
-		return nil
+		return fn(location{key: fmt.Sprintf("hnum %d", rowid), a: rowid}, b)
 	})
-	return out, err
+}
+
+func (db *sqliteDB) read(loc location) ([]byte, error) {
+	root, err := db.packagesTable()
+	if err != nil {
+		return nil, err
+	}
+	payload, err := db.lookup(root, loc.a)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", loc.key, err)
+	}
+	return blob(loc.a, payload)
 }

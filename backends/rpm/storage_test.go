@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/gosupermin/gosupermin/backends"
+	"github.com/gosupermin/gosupermin/backends/internal/hostile"
 )
 
 // makeNDB writes an ndb Packages.db holding blobs (package indexes 1..n).
@@ -101,6 +104,69 @@ func sampleBlobs() [][]byte {
 	return out
 }
 
+// record is one blob a storage found, and where.
+type record struct {
+	loc  location
+	blob []byte
+}
+
+// scanAll reads every record of a storage, and each again from its
+// location: the same blob must come back.
+func scanAll(st storage, err error) ([]record, error) {
+	if err != nil {
+		return nil, err
+	}
+	var out []record
+	err = st.scan(func(loc location, blob []byte) error {
+		again, err := st.read(loc)
+		if err != nil {
+			return fmt.Errorf("%s read again: %w", loc.key, err)
+		}
+		if !bytes.Equal(again, blob) {
+			return fmt.Errorf("%s read again: another blob", loc.key)
+		}
+		out = append(out, record{loc, append([]byte(nil), blob...)})
+		return nil
+	})
+	return out, err
+}
+
+func parseNDB(data []byte) ([]record, error) {
+	return scanAll(openNDB(bytes.NewReader(data), int64(len(data))))
+}
+
+func parseBDB(data []byte) ([]record, error) {
+	return scanAll(openBDB(bytes.NewReader(data), int64(len(data))))
+}
+
+// readSQLite reads the database file and its log as Open does.
+func readSQLite(file string) ([]record, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	db, err := openSQLite(f, fi.Size())
+	if err != nil {
+		return nil, err
+	}
+	if w, err := os.Open(file + "-wal"); err == nil {
+		defer w.Close()
+		wi, err := w.Stat()
+		if err != nil {
+			return nil, err
+		}
+		if err := db.readWAL(w, wi.Size()); err != nil {
+			return nil, err
+		}
+	}
+	return scanAll(db, nil)
+}
+
 func checkRecords(t *testing.T, what string, recs []record, err error) {
 	t.Helper()
 	if err != nil {
@@ -110,7 +176,7 @@ func checkRecords(t *testing.T, what string, recs []record, err error) {
 	for _, r := range recs {
 		h, err := ParseHeader(r.blob)
 		if err != nil {
-			t.Fatalf("%s %s: %v", what, r.key, err)
+			t.Fatalf("%s %s: %v", what, r.loc.key, err)
 		}
 		n, _ := h.String(TagName)
 		names = append(names, n)
@@ -169,10 +235,10 @@ func TestOpenFormats(t *testing.T) {
 			data = makeNDB(sampleBlobs())
 		}
 		os.WriteFile(f, data, 0o644)
-		if !Detect(root) {
+		if !Detect(hostile.Tree(t, root)) {
 			t.Fatalf("%s not detected", c.path)
 		}
-		db, err := Open(root)
+		db, err := Open(hostile.Tree(t, root))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -182,14 +248,15 @@ func TestOpenFormats(t *testing.T) {
 		if got := db.DBFiles(); len(got) != 1 || got[0] != filepath.FromSlash(c.path) {
 			t.Errorf("DBFiles %v", got)
 		}
+		db.Close()
 		os.WriteFile(f, data[:len(data)-100], 0o644)
-		_, err = Open(root)
+		_, err = Open(hostile.Tree(t, root))
 		var ce *backends.CorruptError
 		if !errors.As(err, &ce) {
 			t.Errorf("%s truncated: %v", c.driver, err)
 		}
 	}
-	if Detect(t.TempDir()) {
+	if Detect(hostile.Tree(t, t.TempDir())) {
 		t.Error("empty root detected")
 	}
 }
@@ -275,7 +342,7 @@ func TestSQLiteWAL(t *testing.T) {
 		t.Fatalf("with the WAL: %d records, %v", len(got), err)
 	}
 	for i := range got {
-		if !bytes.Equal(got[i].blob, want[i].blob) || got[i].key != want[i].key {
+		if !bytes.Equal(got[i].blob, want[i].blob) || got[i].loc != want[i].loc {
 			t.Errorf("record %d differs through the WAL", i)
 		}
 	}
@@ -299,16 +366,204 @@ func FuzzStorage(f *testing.F) {
 	f.Add(byte(0), makeNDB(sampleBlobs()[:1]))
 	f.Add(byte(1), makeBDB(binary.LittleEndian, sampleBlobs()[:1]))
 	f.Add(byte(2), []byte(sqliteMagic+"\x02\x00\x01\x01\x00\x40\x20\x20"+strings.Repeat("\x00", 600)))
+	f.Add(byte(2), makeSQLite(sampleBlobs(), 2))
+	// Every blob a scan finds reads the same again from its location.
 	f.Fuzz(func(t *testing.T, kind byte, data []byte) {
+		r, size := bytes.NewReader(data), int64(len(data))
+		var err error
 		switch kind % 3 {
 		case 0:
-			parseNDB(data)
+			_, err = scanAll(openNDB(r, size))
 		case 1:
-			parseBDB(data)
+			_, err = scanAll(openBDB(r, size))
 		case 2:
-			if db, err := openSQLite(bytes.NewReader(data), int64(len(data))); err == nil {
-				db.packages()
-			}
+			_, err = scanAll(openSQLiteStorage(r, size))
+		}
+		if err != nil && strings.Contains(err.Error(), "read again") {
+			t.Fatal(err)
 		}
 	})
+}
+
+func sqliteVarint(v uint64) []byte {
+	b := []byte{byte(v & 0x7f)}
+	for v >>= 7; v > 0; v >>= 7 {
+		b = append([]byte{byte(v&0x7f) | 0x80}, b...)
+	}
+	return b
+}
+
+// sqliteRecord encodes columns: nil, int64 (as 4 bytes), string, []byte.
+func sqliteRecord(cols ...any) []byte {
+	var types, body []byte
+	for _, c := range cols {
+		switch v := c.(type) {
+		case nil:
+			types = append(types, 0)
+		case int64:
+			types = append(types, 4)
+			body = binary.BigEndian.AppendUint32(body, uint32(v))
+		case string:
+			types = append(types, sqliteVarint(uint64(13+2*len(v)))...)
+			body = append(body, v...)
+		case []byte:
+			types = append(types, sqliteVarint(uint64(12+2*len(v)))...)
+			body = append(body, v...)
+		}
+	}
+	return append(append(sqliteVarint(uint64(len(types)+1)), types...), body...)
+}
+
+// makeSQLite writes an sqlite database like rpm's: a Packages table of
+// (hnum, blob) with hnum 1..len(blobs), on 512-byte pages, at most
+// perLeaf rows a leaf under one interior root page, large payloads on
+// overflow pages.
+func makeSQLite(blobs [][]byte, perLeaf int) []byte {
+	const ps = 512
+	be := binary.BigEndian
+	pages := [][]byte{make([]byte, ps)}
+	newPage := func() (uint32, []byte) {
+		pages = append(pages, make([]byte, ps))
+		return uint32(len(pages)), pages[len(pages)-1]
+	}
+	cell := func(rowid int, payload []byte) []byte {
+		const u, x = ps, ps - 35
+		local := len(payload)
+		if local > x {
+			m := (u-12)*32/255 - 23
+			if local = m + (len(payload)-m)%(u-4); local > x {
+				local = m
+			}
+		}
+		c := append(append(sqliteVarint(uint64(len(payload))), sqliteVarint(uint64(rowid))...), payload[:local]...)
+		if local == len(payload) {
+			return c
+		}
+		first, _ := newPage()
+		c = be.AppendUint32(c, first)
+		for rest, pg := payload[local:], first; len(rest) > 0; {
+			n := min(len(rest), u-4)
+			p := pages[pg-1]
+			copy(p[4:], rest[:n])
+			if rest = rest[n:]; len(rest) > 0 {
+				pg, _ = newPage()
+				be.PutUint32(p, pg)
+			}
+		}
+		return c
+	}
+	// fill lays out a b-tree page: kind, cells from the end, right child.
+	fill := func(p []byte, hdr int, kind byte, cells [][]byte, right uint32) {
+		p[hdr] = kind
+		ptrs := hdr + 8
+		if kind == 0x05 {
+			ptrs = hdr + 12
+			be.PutUint32(p[hdr+8:], right)
+		}
+		be.PutUint16(p[hdr+3:], uint16(len(cells)))
+		end := ps
+		for i, c := range cells {
+			end -= len(c)
+			copy(p[end:], c)
+			be.PutUint16(p[ptrs+2*i:], uint16(end))
+		}
+		be.PutUint16(p[hdr+5:], uint16(end))
+	}
+	rootPg, root := newPage()
+	var inner, cells [][]byte
+	used := 8
+	flush := func(lastRow int) {
+		pg, leaf := newPage()
+		fill(leaf, 0, 0x0d, cells, 0)
+		inner = append(inner, append(be.AppendUint32(nil, pg), sqliteVarint(uint64(lastRow))...))
+		cells, used = nil, 8
+	}
+	for i, b := range blobs {
+		c := cell(i+1, sqliteRecord(nil, b))
+		if len(cells) == perLeaf || used+len(c)+2 > ps {
+			flush(i)
+		}
+		cells, used = append(cells, c), used+len(c)+2
+	}
+	flush(len(blobs))
+	last := inner[len(inner)-1]
+	fill(root, 0, 0x05, inner[:len(inner)-1], be.Uint32(last))
+	fill(pages[0], 100, 0x0d, [][]byte{cell(1, sqliteRecord("table", "Packages", "Packages", int64(rootPg),
+		"CREATE TABLE Packages (hnum INTEGER PRIMARY KEY AUTOINCREMENT, blob BLOB NOT NULL)"))}, 0)
+	h := pages[0]
+	copy(h, sqliteMagic)
+	be.PutUint16(h[16:], ps)
+	h[18], h[19], h[21], h[22], h[23] = 1, 1, 64, 32, 32
+	be.PutUint32(h[28:], uint32(len(pages)))
+	be.PutUint32(h[44:], 4)
+	be.PutUint32(h[56:], 1)
+	return bytes.Join(pages, nil)
+}
+
+// Rows are found again by hnum through interior pages, their blobs
+// through overflow chains.
+func TestSQLiteBtree(t *testing.T) {
+	var blobs [][]byte
+	for i := range 9 {
+		blobs = append(blobs, buildHeader(tagValue{TagName, fmt.Sprintf("p%d", i)}, tagValue{TagVersion, "1"}, tagValue{TagRelease, strings.Repeat("1", 100*i)}))
+	}
+	data := makeSQLite(blobs, 2)
+	recs, err := scanAll(openSQLiteStorage(bytes.NewReader(data), int64(len(data))))
+	if err != nil || len(recs) != len(blobs) {
+		t.Fatalf("%d records, %v", len(recs), err)
+	}
+	for i, r := range recs {
+		if !bytes.Equal(r.blob, blobs[i]) || r.loc.key != fmt.Sprintf("hnum %d", i+1) {
+			t.Errorf("record %d: %s, %d bytes", i, r.loc.key, len(r.blob))
+		}
+	}
+	st, _ := openSQLiteStorage(bytes.NewReader(data), int64(len(data)))
+	if _, err := st.read(location{key: "hnum 42", a: 42}); err == nil || !strings.Contains(err.Error(), "row 42 not found") {
+		t.Errorf("a missing row: %v", err)
+	}
+	for n := 0; n < len(data); n += 97 {
+		if _, err := scanAll(openSQLiteStorage(bytes.NewReader(data[:n]), int64(n))); err == nil {
+			t.Errorf("truncated to %d of %d bytes: no error", n, len(data))
+		}
+	}
+}
+
+// readSizes records the largest single read of a database file.
+type readSizes struct {
+	r   io.ReaderAt
+	max int
+}
+
+func (c *readSizes) ReadAt(b []byte, off int64) (int, error) {
+	c.max = max(c.max, len(b))
+	return c.r.ReadAt(b, off)
+}
+
+// The readers read a page or a record at a time, never the whole file:
+// Fedora's rpmdb.sqlite is 50-150 MB.
+func TestReadOnDemand(t *testing.T) {
+	var blobs [][]byte
+	for i := range 12 { // as many as one hash page of makeBDB holds
+		blobs = append(blobs, buildHeader(tagValue{TagName, fmt.Sprintf("p%d", i)}, tagValue{TagVersion, "1"}, tagValue{TagRelease, strings.Repeat("1", 2000)}))
+	}
+	largest := len(blobs[0])
+	for _, c := range []struct {
+		name string
+		data []byte
+		open func(io.ReaderAt, int64) (storage, error)
+		max  int
+	}{
+		{"sqlite", makeSQLite(blobs, 3), openSQLiteStorage, 512},
+		{"bdb", makeBDB(binary.LittleEndian, blobs), openBDB, 512},
+		{"ndb", makeNDB(blobs), openNDB, max(ndbPageSize, largest)},
+	} {
+		r := &readSizes{r: bytes.NewReader(c.data)}
+		recs, err := scanAll(c.open(r, int64(len(c.data))))
+		if err != nil || len(recs) != len(blobs) {
+			t.Fatalf("%s: %d records, %v", c.name, len(recs), err)
+		}
+		if r.max > c.max {
+			t.Errorf("%s: a read of %d bytes in a file of %d; want at most %d", c.name, r.max, len(c.data), c.max)
+		}
+	}
 }
