@@ -58,10 +58,16 @@ func Build(ctx context.Context, o BuildOptions) error {
 	if err != nil {
 		return err
 	}
-	db, driver, err := OpenDB(root)
+	tree, err := rootfs.Open(root)
+	if err != nil {
+		return fmt.Errorf("root: %w", err)
+	}
+	defer tree.Close()
+	db, driver, err := OpenDB(tree.FS())
 	if err != nil {
 		return err
 	}
+	defer closeDB(db)
 	o.logf(1, "package database: %s under %s", driver, root)
 	var dbFiles []string
 	for _, f := range db.DBFiles() {
@@ -81,12 +87,7 @@ func Build(ctx context.Context, o BuildOptions) error {
 	if err != nil {
 		return err
 	}
-	tree, err := rootfs.Open(root)
-	if err != nil {
-		return err
-	}
 	a := &Appliance{Packages: cl.Packages, Root: root, Epoch: o.Epoch, Clamp: !o.Epoch.IsZero(), opt: &o.Options, tree: tree}
-	a.closers = append(a.closers, tree.Close)
 	defer func() {
 		for _, c := range a.closers {
 			c()

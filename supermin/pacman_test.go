@@ -94,7 +94,7 @@ func TestPacmanTree(t *testing.T) {
 		}
 		t.Log(msg)
 	}}
-	if _, driver, err := OpenDB(root); err != nil || driver != "arch/pacman" {
+	if _, driver, err := OpenDB(os.DirFS(root)); err != nil || driver != "arch/pacman" {
 		t.Fatalf("OpenDB: %q, %v", driver, err)
 	}
 	db, err := pacman.Open(os.DirFS(root))

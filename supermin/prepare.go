@@ -7,12 +7,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 
+	"github.com/gosupermin/gosupermin/internal/rootfs"
 	"github.com/gosupermin/gosupermin/resolver"
 )
 
@@ -30,10 +32,16 @@ func Prepare(ctx context.Context, o PrepareOptions) error {
 	if err != nil {
 		return err
 	}
-	db, driver, err := OpenDB(root)
+	tree, err := rootfs.Open(root)
+	if err != nil {
+		return fmt.Errorf("root: %w", err)
+	}
+	defer tree.Close()
+	db, driver, err := OpenDB(tree.FS())
 	if err != nil {
 		return err
 	}
+	defer closeDB(db)
 	o.logf(1, "package database: %s under %s", driver, root)
 	roots := sortedUnique(o.Packages)
 	if len(roots) == 0 {
@@ -63,7 +71,7 @@ func Prepare(ctx context.Context, o PrepareOptions) error {
 		}
 	}
 	conf = sortedUnique(conf)
-	base, n, err := o.baseImage(root, conf)
+	base, n, err := o.baseImage(tree, conf)
 	if err != nil {
 		return err
 	}
@@ -86,14 +94,14 @@ func Prepare(ctx context.Context, o PrepareOptions) error {
 
 // baseImage tars the config files that exist, as "./etc/...", owned by
 // root, reproducibly (sorted, SOURCE_DATE_EPOCH, no names in the gzip header).
-func (o *PrepareOptions) baseImage(root string, paths []string) ([]byte, int, error) {
+func (o *PrepareOptions) baseImage(tree *rootfs.FS, paths []string) ([]byte, int, error) {
 	var buf bytes.Buffer
 	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
 	tw := tar.NewWriter(zw)
 	n := 0
 	for _, p := range paths {
-		hostPath := filepath.Join(root, p)
-		fi, err := os.Lstat(hostPath)
+		hostPath := tree.HostPath(p)
+		fi, err := tree.Lstat(p)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue // removed by the administrator: nothing to record
 		}
@@ -116,13 +124,13 @@ func (o *PrepareOptions) baseImage(root string, paths []string) ([]byte, int, er
 		var data []byte
 		switch {
 		case fi.Mode().IsRegular():
-			if data, err = os.ReadFile(hostPath); err != nil {
+			if data, err = readConfig(tree, p); err != nil {
 				o.warnf("config file %s not readable, left out: %v", hostPath, err)
 				continue
 			}
 			h.Typeflag, h.Size = tar.TypeReg, int64(len(data))
 		case fi.Mode()&fs.ModeSymlink != 0:
-			if h.Linkname, err = os.Readlink(hostPath); err != nil {
+			if h.Linkname, err = tree.ReadLink(p); err != nil {
 				return nil, 0, fmt.Errorf("config file %s: %w", hostPath, err)
 			}
 			h.Typeflag = tar.TypeSymlink
@@ -144,6 +152,25 @@ func (o *PrepareOptions) baseImage(root string, paths []string) ([]byte, int, er
 		return nil, 0, err
 	}
 	return buf.Bytes(), n, nil
+}
+
+// maxConfig bounds one config file: they are a few KiB, and the base
+// image is made in memory.
+const maxConfig = 16 << 20
+
+// readConfig reads the config file p of the tree (its last component not
+// followed).
+func readConfig(tree *rootfs.FS, p string) ([]byte, error) {
+	f, err := tree.OpenFile(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxConfig+1))
+	if err == nil && len(data) > maxConfig {
+		err = fmt.Errorf("more than %d MiB", maxConfig>>20)
+	}
+	return data, err
 }
 
 func sortedUnique(in []string) []string {

@@ -133,7 +133,7 @@ func TestRPMTree(t *testing.T) {
 		t.Log(msg)
 	}}
 
-	if _, driver, err := OpenDB(root); err != nil || driver != "fedora/rpm" {
+	if _, driver, err := OpenDB(os.DirFS(root)); err != nil || driver != "fedora/rpm" {
 		t.Fatalf("OpenDB: %q, %v", driver, err)
 	}
 	db, err := rpm.Open(os.DirFS(root))

@@ -15,6 +15,7 @@ import (
 	"github.com/gosupermin/gosupermin/appliance/initproc"
 	"github.com/gosupermin/gosupermin/appliance/kernel"
 	"github.com/gosupermin/gosupermin/internal/outdir"
+	"github.com/gosupermin/gosupermin/internal/rootfs"
 	"github.com/gosupermin/gosupermin/supermin"
 )
 
@@ -81,9 +82,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if root == "" {
 			root = "/"
 		}
+		tree, err := rootfs.Open(root)
+		if err != nil {
+			fmt.Fprintf(stderr, "gosupermin: %v\n", err)
+			return 1
+		}
+		defer tree.Close()
 		for _, d := range supermin.Drivers {
 			state := "not-detected"
-			if d.Detect(root) {
+			if d.Detect(tree.FS()) {
 				state = "detected"
 			}
 			fmt.Fprintf(stdout, "%s\t%s\n", d.Name, state)
