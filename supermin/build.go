@@ -54,58 +54,22 @@ func Build(ctx context.Context, o BuildOptions) error {
 	if err := outdir.CheckDisjoint(o.Out, o.Inputs, root); err != nil {
 		return err
 	}
-	in, err := supermind.Read(o.Inputs)
-	if err != nil {
-		return err
-	}
 	tree, err := rootfs.Open(root)
 	if err != nil {
 		return fmt.Errorf("root: %w", err)
 	}
 	defer tree.Close()
-	db, driver, err := OpenDB(tree.FS())
-	if err != nil {
-		return err
-	}
-	defer closeDB(db)
-	o.logf(1, "package database: %s under %s", driver, root)
-	var dbFiles []string
-	for _, f := range db.DBFiles() {
-		dbFiles = append(dbFiles, filepath.Join(root, f))
-	}
 	if o.IfNewer {
-		up, err := outdir.UpToDate(o.Out, o.Inputs, dbFiles)
-		if err != nil {
+		// Stat calls only: libguestfs asks at every launch.
+		if up, err := o.upToDate(tree); err != nil || up {
 			return err
 		}
-		if up {
-			o.logf(1, "%s is newer than its inputs: nothing to do", o.Out)
-			return nil
-		}
 	}
-	cl, err := o.resolve(db, in.Packages)
+	a, err := o.gather(ctx, tree, root)
 	if err != nil {
 		return err
 	}
-	a := &Appliance{Packages: cl.Packages, Root: root, Epoch: o.Epoch, Clamp: !o.Epoch.IsZero(), opt: &o.Options, tree: tree}
-	defer func() {
-		for _, c := range a.closers {
-			c()
-		}
-	}()
-	if a.Epoch.IsZero() {
-		// The same database gives the same made-up times.
-		a.Epoch = newest(dbFiles)
-	}
-	// Large files of base images wait here, unnamed, beside the output.
-	spool, err := baseimage.NewSpool(filepath.Dir(filepath.Clean(o.Out)))
-	if err != nil {
-		return err
-	}
-	a.closers = append(a.closers, spool.Close)
-	if err := o.gather(ctx, a, db, in, spool); err != nil {
-		return err
-	}
+	defer a.close()
 	res, err := outdir.Replace(ctx, o.Out, start, func(tmp string) error {
 		if err := o.Format.Write(ctx, a, tmp); err != nil {
 			return err
@@ -120,6 +84,24 @@ func Build(ctx context.Context, o BuildOptions) error {
 		o.warnf("%s", w)
 	}
 	return err
+}
+
+// upToDate says whether Out is newer than every input file and every
+// file of the package database, looking at their times only.
+func (o *BuildOptions) upToDate(tree *rootfs.FS) (bool, error) {
+	d, err := detect(tree.FS())
+	if err != nil {
+		return false, err
+	}
+	fi, err := os.Stat(o.Out)
+	if err != nil || !dbTime(tree, d.Files(tree.FS())).Before(fi.ModTime()) {
+		return false, nil
+	}
+	up, err := outdir.UpToDate(o.Out, o.Inputs, nil)
+	if up {
+		o.logf(1, "%s is newer than its inputs: nothing to do", o.Out)
+	}
+	return up, err
 }
 
 // resolve computes the closure of roots; maintainer scripts take the
@@ -144,57 +126,81 @@ func (o *BuildOptions) resolve(db backends.DB, roots []string) (*resolver.Closur
 	return cl, nil
 }
 
-// gather makes the appliance's manifest: the closure's files, hostfiles,
-// the base images over them, the package list, the first-boot scripts.
-func (o *BuildOptions) gather(ctx context.Context, a *Appliance, db backends.DB, in *supermind.Inputs, spool *baseimage.Spool) error {
-	t := gather.NewTree(a.tree, gather.Options{Epoch: a.Epoch, Clamp: a.Clamp, Log: o.log})
+// gather reads the inputs and the database, resolves the closure and
+// makes the appliance's manifest: the closure's files, hostfiles, the
+// base images over them, the package list, the first-boot scripts.
+func (o *BuildOptions) gather(ctx context.Context, tree *rootfs.FS, root string) (a *Appliance, err error) {
+	in, err := supermind.Read(o.Inputs)
+	if err != nil {
+		return nil, err
+	}
+	db, driver, err := OpenDB(tree.FS())
+	if err != nil {
+		return nil, err
+	}
+	defer closeDB(db)
+	o.logf(1, "package database: %s under %s", driver, root)
+	cl, err := o.resolve(db, in.Packages)
+	if err != nil {
+		return nil, err
+	}
+	made := &Appliance{Packages: cl.Packages, Root: root, Epoch: o.Epoch, Clamp: !o.Epoch.IsZero(), opt: &o.Options, tree: tree}
+	defer func() {
+		if err != nil {
+			made.close() // the spool
+		}
+	}()
+	a = made
+	if a.Epoch.IsZero() {
+		// The same database gives the same made-up times.
+		a.Epoch = dbTime(tree, db.DBFiles()).Truncate(time.Second)
+	}
+	// Large files of base images wait here, unnamed, beside the output.
+	spool, err := baseimage.NewSpool(filepath.Dir(filepath.Clean(o.Out)))
+	if err != nil {
+		return nil, err
+	}
+	a.closers = append(a.closers, spool.Close)
+	t := gather.NewTree(tree, gather.Options{Epoch: a.Epoch, Clamp: a.Clamp, Log: o.log})
 	if err := t.AddPackages(ctx, db, a.Packages, in.Excludes); err != nil {
-		return err
+		return nil, err
 	}
 	if err := t.AddHostFiles(in.HostFiles); err != nil {
-		return err
+		return nil, err
 	}
 	for _, img := range in.BaseImages {
 		if err := baseimage.Unpack(ctx, t.Manifest(), img, spool); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	if o.IncludePackageList {
-		var names []string
-		for _, p := range a.Packages {
-			names = append(names, p.FullName)
-		}
-		sort.Strings(names)
-		data := []byte(strings.Join(names, "\n") + "\n")
-		if err := t.Manifest().Put(appliance.Entry{Path: "/packagelist", Kind: appliance.Regular, Mode: 0o644,
-			ModTime: a.Epoch, Size: int64(len(data)), Data: appliance.Bytes(data)}); err != nil {
-			return err
+		if err := t.Manifest().Put(packageList(a.Packages, a.Epoch)); err != nil {
+			return nil, err
 		}
 	}
 	if o.Firstboot {
 		if err := t.AddFirstboot(db, a.Packages); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	m, err := t.Finish()
-	if err != nil {
-		return err
+	if a.Manifest, err = t.Finish(); err != nil {
+		return nil, err
 	}
-	a.Manifest, a.unreadable = m, t.Unreadable()
-	o.logf(1, "%d entries in the appliance", m.Len())
-	return nil
+	a.unreadable = t.Unreadable()
+	o.logf(1, "%d entries in the appliance", a.Manifest.Len())
+	return a, nil
 }
 
-// newest is the latest mtime of paths: the default time of entries we make
-// up, so that the same database gives the same output.
-func newest(paths []string) time.Time {
-	var t time.Time
-	for _, p := range paths {
-		if fi, err := os.Stat(p); err == nil && fi.ModTime().After(t) {
-			t = fi.ModTime()
-		}
+// packageList is /packagelist: the closure's full names, sorted.
+func packageList(pkgs []*backends.Package, epoch time.Time) appliance.Entry {
+	var names []string
+	for _, p := range pkgs {
+		names = append(names, p.FullName)
 	}
-	return t.Truncate(time.Second)
+	sort.Strings(names)
+	data := []byte(strings.Join(names, "\n") + "\n")
+	return appliance.Entry{Path: "/packagelist", Kind: appliance.Regular, Mode: 0o644, ModTime: epoch,
+		Size: int64(len(data)), Data: appliance.Bytes(data)}
 }
 
 // essentials names the installed Essential packages of the native

@@ -49,6 +49,14 @@ type Appliance struct {
 	reported   bool
 }
 
+// close releases what the appliance's data is read from.
+func (a *Appliance) close() {
+	for _, c := range a.closers {
+		c()
+	}
+	a.closers = nil
+}
+
 // Logf passes a message of the given -v level to the build's log.
 func (a *Appliance) Logf(level int, format string, args ...any) { a.opt.logf(level, format, args...) }
 

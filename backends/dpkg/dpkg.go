@@ -304,7 +304,13 @@ func (db *DB) NativeArch() string              { return db.native }
 func (db *DB) Packages() []*backends.Package   { return db.pkgs }
 func (db *DB) CompareVersions(a, b string) int { return CompareVersions(a, b) }
 
-func (db *DB) DBFiles() []string {
+func (db *DB) DBFiles() []string { return DBFiles(db.fsys) }
+
+// DBFiles are the files whose change means a change of the database in
+// fsys, found without reading it: the status file, the diversions, and
+// the info directory (a package installed or removed adds or removes
+// files there).
+func DBFiles(fs.FS) []string {
 	return []string{
 		filepath.FromSlash(statusFile),
 		filepath.FromSlash(diversionsFile),

@@ -108,6 +108,23 @@ func (db *DB) DBFiles() []string {
 	return out
 }
 
+// DBFiles are the files of the database in fsys, found by listing its
+// directory without reading any file: the local directory and each
+// package's desc and files.
+func DBFiles(fsys fs.FS) []string {
+	out := []string{filepath.FromSlash(LocalDir)}
+	ents, err := fs.ReadDir(fsys, LocalDir)
+	if err != nil {
+		return out
+	}
+	for _, e := range ents {
+		if e.IsDir() {
+			out = append(out, filepath.Join(filepath.FromSlash(LocalDir), e.Name(), "desc"), filepath.Join(filepath.FromSlash(LocalDir), e.Name(), "files"))
+		}
+	}
+	return out
+}
+
 // Desc is a parsed desc (or files) file: %SECTION% headers, each followed
 // by its lines, up to an empty line.
 type Desc map[string][]string

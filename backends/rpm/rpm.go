@@ -329,8 +329,21 @@ func (db *DB) CompareVersions(a, b string) int { return CompareEVR(a, b) }
 
 // DBFiles: the database file and its write-ahead log (an sqlite update
 // may touch only the log).
-func (db *DB) DBFiles() []string {
-	f := filepath.FromSlash(db.file.path)
+func (db *DB) DBFiles() []string { return dbFiles(db.file) }
+
+// DBFiles are the files of the database in fsys, found without reading
+// it: the database file and its write-ahead log (an sqlite update may
+// touch only the log).
+func DBFiles(fsys fs.FS) []string {
+	d, ok := find(fsys)
+	if !ok {
+		return nil
+	}
+	return dbFiles(d)
+}
+
+func dbFiles(d dbFile) []string {
+	f := filepath.FromSlash(d.path)
 	if strings.HasSuffix(f, ".sqlite") {
 		return []string{f, f + "-wal"}
 	}
