@@ -174,6 +174,16 @@ func (w *writer) writeData() error {
 	if err := w.writeXattrs(); err != nil {
 		return fmt.Errorf("ext2: write extended attributes: %w", err)
 	}
+	// Files' data is read ahead by a few goroutines, in the order it is
+	// written: allocation stays sequential, so the image is the same.
+	var files []*appliance.Entry
+	for _, n := range w.nodes {
+		if n != nil && n.kind == appliance.Regular {
+			files = append(files, n.entry)
+		}
+	}
+	pf := appliance.NewPrefetcher(w.ctx, files, w.opt.Prefetch)
+	defer pf.Close()
 	for i, n := range w.nodes {
 		if n == nil {
 			continue
@@ -186,7 +196,13 @@ func (w *writer) writeData() error {
 		var err error
 		switch {
 		case n.kind == appliance.Regular:
-			err = w.writeFile(n)
+			var f *appliance.Fetched
+			if f, err = pf.Next(); err == nil {
+				err = w.writeFile(n, f)
+				if cerr := f.Close(); err == nil {
+					err = cerr
+				}
+			}
 		case n.kind == appliance.Symlink && !n.fastSymlink():
 			var b [blockSize]byte
 			copy(b[:], n.entry.Link)
@@ -254,9 +270,9 @@ func (w *writer) writeDir(n *node) error {
 	return w.finish()
 }
 
-// writeFile streams a regular file from its source. All-zero blocks are
-// left as holes.
-func (w *writer) writeFile(n *node) error {
+// writeFile writes a regular file from its data read ahead (f). All-zero
+// blocks are left as holes.
+func (w *writer) writeFile(n *node, f *appliance.Fetched) error {
 	e := n.entry
 	if e.Data == nil {
 		if n.size != 0 {
@@ -264,32 +280,42 @@ func (w *writer) writeFile(n *node) error {
 		}
 		return nil
 	}
-	r, err := e.Data.Open()
-	if err != nil {
-		return err
-	}
 	if exts, ok := w.extents[n.ino]; ok {
+		r, err := e.Data.Open()
+		if err != nil {
+			return err
+		}
 		err = w.writeExtents(n, r, exts)
-	} else {
-		err = w.copyFile(n, r)
+		if cerr := r.Close(); err == nil && cerr != nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+		return w.finish()
 	}
-	if cerr := r.Close(); err == nil && cerr != nil {
-		err = cerr
-	}
-	if err != nil {
+	if err := w.copyFile(n, f); err != nil {
 		return err
 	}
 	return w.finish()
 }
 
-func (w *writer) copyFile(n *node, r io.Reader) error {
+// copyFile writes f's head, then what its reader has left.
+func (w *writer) copyFile(n *node, f *appliance.Fetched) error {
+	var lbn, done uint64
+	if err := w.addData(n, &lbn, f.Head); err != nil {
+		return err
+	}
+	done = uint64(len(f.Head))
+	if f.Rest == nil && done < n.size {
+		return fmt.Errorf("data is %d bytes, the manifest says %d", done, n.size)
+	}
 	if w.rbuf == nil {
 		w.rbuf = make([]byte, readBuf)
 	}
-	var lbn, done uint64
 	for done < n.size {
 		chunk := min(n.size-done, readBuf)
-		k, err := io.ReadFull(r, w.rbuf[:chunk])
+		k, err := io.ReadFull(f.Rest, w.rbuf[:chunk])
 		done += uint64(k)
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 			return fmt.Errorf("data is %d bytes, the manifest says %d", done, n.size)
@@ -297,25 +323,40 @@ func (w *writer) copyFile(n *node, r io.Reader) error {
 		if err != nil {
 			return err
 		}
-		// The tail of the last block reads as zeros.
-		end := (k + blockSize - 1) / blockSize * blockSize
-		clear(w.rbuf[k:end])
-		for off := 0; off < end; off += blockSize {
-			blk := w.rbuf[off : off+blockSize]
-			if !bytes.Equal(blk, zeroBlock[:]) {
-				if err := w.addBlock(n, lbn, blk); err != nil {
-					return err
-				}
-			}
-			lbn++
+		if err := w.addData(n, &lbn, w.rbuf[:k]); err != nil {
+			return err
 		}
 	}
-	var one [1]byte
-	switch k, err := io.ReadFull(r, one[:]); {
-	case k > 0:
-		return fmt.Errorf("data is longer than the %d bytes the manifest says", n.size)
-	case err != nil && !errors.Is(err, io.EOF):
-		return err
+	if f.Rest != nil {
+		var one [1]byte
+		switch k, err := io.ReadFull(f.Rest, one[:]); {
+		case k > 0:
+			return fmt.Errorf("data is longer than the %d bytes the manifest says", n.size)
+		case err != nil && !errors.Is(err, io.EOF):
+			return err
+		}
+	}
+	return nil
+}
+
+// addData adds the blocks of data, the file's next bytes from block *lbn
+// on, skipping the all-zero ones. Only the last piece of a file may end
+// inside a block: its tail reads as zeros.
+func (w *writer) addData(n *node, lbn *uint64, data []byte) error {
+	for len(data) > 0 {
+		blk := data[:min(len(data), blockSize)]
+		if len(blk) < blockSize {
+			var b [blockSize]byte
+			copy(b[:], blk)
+			blk = b[:]
+		}
+		if !bytes.Equal(blk, zeroBlock[:]) {
+			if err := w.addBlock(n, *lbn, blk); err != nil {
+				return err
+			}
+		}
+		*lbn++
+		data = data[min(len(data), blockSize):]
 	}
 	return nil
 }

@@ -19,6 +19,8 @@ type Options struct {
 	UUID  [16]byte  // filesystem UUID (caller derives it from content for reproducibility)
 	Label string    // volume label, may be empty
 	Time  time.Time // superblock creation/write time and times of entries with zero ModTime
+	// Prefetch bounds the reading ahead of files' data.
+	Prefetch appliance.PrefetchOptions
 }
 
 // ErrNoSpace is wrapped by the error Write returns when the tree does not

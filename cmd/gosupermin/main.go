@@ -9,6 +9,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/gosupermin/gosupermin/appliance/ext2"
@@ -60,6 +62,22 @@ Environment:
 func main() {
 	if initproc.IsInit() { // the appliance's /init: see appliance/initproc
 		initproc.Main()
+	}
+	if _, ok := os.LookupEnv("GOMEMLIMIT"); !ok {
+		// Builds read gigabytes through small buffers: collect garbage
+		// before the heap doubles, so that the whole build stays within
+		// what a small machine (or a build farm's cgroup) gives it.
+		debug.SetMemoryLimit(64 << 20)
+	}
+	if p := os.Getenv("GOSUPERMIN_CPUPROFILE"); p != "" {
+		// For developers measuring a build: go tool pprof reads the file.
+		if f, err := os.Create(p); err == nil {
+			_ = pprof.StartCPUProfile(f)
+			code := run(os.Args[1:], os.Stdout, os.Stderr)
+			pprof.StopCPUProfile()
+			f.Close()
+			os.Exit(code)
+		}
 	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }

@@ -22,6 +22,7 @@ func Modules(ctx context.Context, fsys *rootfs.FS, dir, dst string, opt Options)
 	if err != nil {
 		return nil, nil, fmt.Errorf("kernel modules: %w", err)
 	}
+	t.warmTree(ctx, dir)
 	n := 0
 	var walk func(rel string) error
 	walk = func(rel string) error {

@@ -2,6 +2,8 @@ package gather
 
 import (
 	"context"
+	"path"
+	"sync"
 
 	"github.com/gosupermin/gosupermin/backends"
 	"github.com/gosupermin/gosupermin/internal/fnmatch"
@@ -18,7 +20,9 @@ func (t *Tree) AddPackages(ctx context.Context, db backends.DB, pkgs []*backends
 	for _, p := range pkgs {
 		in[p.Name] = true
 	}
-	nfiles, nexcl := 0, 0
+	type add struct{ dst, src string }
+	var adds []add
+	nexcl := 0
 	for _, p := range pkgs {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -39,14 +43,47 @@ func (t *Tree) AddPackages(ctx context.Context, db backends.DB, pkgs []*backends
 				nexcl++
 				continue
 			}
-			if err := t.Add(dst, f.Source); err != nil {
-				return err
-			}
-			nfiles++
+			adds = append(adds, add{dst, f.Source})
 		}
 	}
-	t.logf(1, "%d package files, %d after excludefiles", nfiles+nexcl, nfiles)
+	srcs := make([]string, len(adds))
+	for i, a := range adds {
+		srcs[i] = a.src
+	}
+	t.warm(ctx, srcs)
+	for _, a := range adds {
+		if err := t.Add(a.dst, a.src); err != nil {
+			return err
+		}
+	}
+	t.logf(1, "%d package files, %d after excludefiles", len(adds)+nexcl, len(adds))
 	return nil
+}
+
+// warm looks up paths from a few goroutines, ahead of the one-by-one
+// walk that adds them: when the tree is not in the kernel's caches, the
+// disk then has many lookups to serve at once instead of one.
+func (t *Tree) warm(ctx context.Context, paths []string) {
+	const workers = 16
+	next := make(chan string)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for p := range next {
+				_, _ = t.fs.LstatSys(p)
+			}
+		}()
+	}
+	for _, p := range paths {
+		if ctx.Err() != nil {
+			break
+		}
+		next <- p
+	}
+	close(next)
+	wg.Wait()
 }
 
 func excluded(patterns []string, p string) bool {
@@ -56,4 +93,32 @@ func excluded(patterns []string, p string) bool {
 		}
 	}
 	return false
+}
+
+// warmTree lists every directory under dir from a few goroutines, which
+// looks up every entry (rootfs's ReadDir does), ahead of the walk that
+// adds them one by one.
+func (t *Tree) warmTree(ctx context.Context, dir string) {
+	const workers = 16
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, workers)
+	var visit func(d string)
+	visit = func(d string) {
+		defer wg.Done()
+		sem <- struct{}{}
+		ents, err := t.fs.ReadDir(d)
+		<-sem
+		if err != nil || ctx.Err() != nil {
+			return
+		}
+		for _, e := range ents {
+			if e.IsDir() {
+				wg.Add(1)
+				go visit(path.Join(d, e.Name()))
+			}
+		}
+	}
+	wg.Add(1)
+	visit(dir)
+	wg.Wait()
 }

@@ -1,0 +1,108 @@
+package appliance
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync/atomic"
+	"testing"
+)
+
+// countingSource is in-memory data that counts how many are open at once.
+type countingSource struct {
+	data       []byte
+	open, peak *atomic.Int64
+	err        error
+}
+
+func (c countingSource) Open() (io.ReadCloser, error) {
+	if c.err != nil {
+		return nil, c.err
+	}
+	if n := c.open.Add(1); n > c.peak.Load() {
+		c.peak.Store(n)
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{bytes.NewReader(c.data), closer(func() error { c.open.Add(-1); return nil })}, nil
+}
+
+type closer func() error
+
+func (f closer) Close() error { return f() }
+
+func TestPrefetcher(t *testing.T) {
+	var open, peak atomic.Int64
+	var entries []*Entry
+	for i := range 200 {
+		size := (i * 7919) % 300000 // some over Head, most under
+		data := bytes.Repeat([]byte{byte(i)}, size)
+		entries = append(entries, &Entry{Path: fmt.Sprintf("/f%03d", i), Kind: Regular, Size: int64(size),
+			Data: countingSource{data: data, open: &open, peak: &peak}})
+		if i%50 == 0 {
+			entries = append(entries, &Entry{Path: fmt.Sprintf("/d%03d", i), Kind: Dir})
+		}
+	}
+	p := NewPrefetcher(context.Background(), entries, PrefetchOptions{Workers: 4, Budget: 1 << 20, Head: 64 << 10})
+	defer p.Close()
+	for _, e := range entries {
+		f, err := p.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Entry != e {
+			t.Fatalf("got %s, want %s: out of order", f.Entry.Path, e.Path)
+		}
+		var got []byte
+		got = append(got, f.Head...)
+		if f.Rest != nil {
+			rest, err := io.ReadAll(f.Rest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, rest...)
+		}
+		if int64(len(got)) != e.Size || e.Size > 0 && got[0] != got[len(got)-1] {
+			t.Errorf("%s: %d bytes, want %d", e.Path, len(got), e.Size)
+		}
+		f.Close()
+		p.mu.Lock()
+		if p.budget < 0 || p.budget > 1<<20 {
+			t.Errorf("budget %d out of bounds", p.budget)
+		}
+		p.mu.Unlock()
+	}
+	if _, err := p.Next(); err != io.EOF {
+		t.Errorf("after the last: %v", err)
+	}
+	if n := open.Load(); n != 0 {
+		t.Errorf("%d sources left open", n)
+	}
+}
+
+func TestPrefetcherError(t *testing.T) {
+	boom := errors.New("boom")
+	var open, peak atomic.Int64
+	entries := []*Entry{
+		{Path: "/a", Kind: Regular, Size: 1, Data: countingSource{data: []byte("a"), open: &open, peak: &peak}},
+		{Path: "/b", Kind: Regular, Size: 1, Data: countingSource{err: boom}},
+		{Path: "/c", Kind: Regular, Size: 1, Data: countingSource{data: []byte("c"), open: &open, peak: &peak}},
+	}
+	p := NewPrefetcher(context.Background(), entries, PrefetchOptions{})
+	f, err := p.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if _, err := p.Next(); !errors.Is(err, boom) {
+		t.Errorf("second: %v, want boom", err)
+	}
+	// Stopping early releases what was read ahead.
+	p.Close()
+	if n := open.Load(); n != 0 {
+		t.Errorf("%d sources left open after Close", n)
+	}
+}
