@@ -86,7 +86,10 @@ func write(ctx context.Context, dir string, entries []*appliance.Entry, opt Opti
 		var err error
 		switch e.Kind {
 		case appliance.Regular:
-			err = writeFile(p, e)
+			// Its metadata is set through the open file: no path walks.
+			skipped, err := writeFile(p, e, opt.Owners)
+			skippedXattrs.Add(int64(skipped))
+			return err
 		case appliance.Symlink:
 			err = os.Symlink(e.Link, p)
 		case appliance.CharDev, appliance.BlockDev:
@@ -177,11 +180,18 @@ feed:
 	return context.Cause(ctx)
 }
 
-func writeFile(p string, e *appliance.Entry) error {
+// writeFile creates the regular file p with its data, then its owner,
+// mode, attributes and times, through the file descriptor.
+func writeFile(p string, e *appliance.Entry, owners bool) (skipped int, err error) {
 	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
 	if err != nil {
-		return err
+		return 0, fmt.Errorf("chroot: create %s: %w", e.Path, err)
 	}
+	defer func() {
+		if cerr := f.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("chroot: write %s: %w", e.Path, cerr)
+		}
+	}()
 	if e.Sparse {
 		err = writeExtents(f, e)
 	} else {
@@ -190,10 +200,45 @@ func writeFile(p string, e *appliance.Entry) error {
 			err = fmt.Errorf("size changed while reading: %d bytes, expected %d", n, e.Size)
 		}
 	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
+	if err != nil {
+		return 0, fmt.Errorf("chroot: create %s: %w", e.Path, err)
 	}
-	return err
+	return setFileMeta(f, p, e, owners)
+}
+
+// setFileMeta is setMeta for an open regular file.
+func setFileMeta(f *os.File, p string, e *appliance.Entry, owners bool) (skipped int, err error) {
+	fd := int(f.Fd())
+	if owners {
+		if err := unix.Fchown(fd, int(e.UID), int(e.GID)); err != nil {
+			return 0, fmt.Errorf("chroot: chown %s: %w", e.Path, err)
+		}
+	}
+	// After chown, which clears security.capability, and while the file
+	// is still writable by its owner (user.* attributes need that).
+	for _, x := range e.Xattrs {
+		err := unix.Fsetxattr(fd, x.Name, x.Value, 0)
+		if errors.Is(err, unix.EPERM) && !owners && rootOnlyXattr(x.Name) {
+			skipped++
+			continue
+		}
+		if err != nil {
+			return skipped, fmt.Errorf("chroot: set extended attribute %s of %s: %w", x.Name, e.Path, err)
+		}
+	}
+	// After chown, which clears setuid and setgid.
+	if err := unix.Fchmod(fd, e.Mode); err != nil {
+		return skipped, fmt.Errorf("chroot: chmod %s: %w", e.Path, err)
+	}
+	if e.ModTime.IsZero() {
+		return skipped, nil
+	}
+	// By name: x/sys has no futimens, and the data is all written.
+	ts := unix.NsecToTimespec(e.ModTime.UnixNano())
+	if err := unix.UtimesNanoAt(unix.AT_FDCWD, p, []unix.Timespec{ts, ts}, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return skipped, fmt.Errorf("chroot: set times of %s: %w", e.Path, err)
+	}
+	return skipped, nil
 }
 
 func copyData(f *os.File, e *appliance.Entry) (int64, error) {

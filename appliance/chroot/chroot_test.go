@@ -569,60 +569,72 @@ func TestWriteErrors(t *testing.T) {
 	})
 }
 
-// cancelOnOpen cancels a build when its data is first opened.
-type cancelOnOpen struct {
-	cancel context.CancelFunc
+// gate holds every Open until released, counting those that wait.
+type gate struct {
+	waiting chan struct{}
+	release chan struct{}
 }
 
-func (c cancelOnOpen) Open() (io.ReadCloser, error) {
-	c.cancel()
+func (g gate) Open() (io.ReadCloser, error) {
+	g.waiting <- struct{}{}
+	<-g.release
 	return io.NopCloser(strings.NewReader("x")), nil
 }
 
+// TestCancel: after a cancellation no new entry is started; those under
+// way finish.
 func TestCancel(t *testing.T) {
 	const n = 2000
-	for _, c := range []struct {
-		name   string
-		before bool // cancelled before the write starts
-		want   int  // at most this many files made
-	}{
-		{"before", true, 0},
-		// Those started when it comes are finished: the eleventh, which
-		// cancels, and those the other workers have.
-		{"while writing", false, 10 + workers},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			m := appliance.New()
-			m.Put(dir("/", 0755))
-			for i := range n {
-				e := file(fmt.Sprintf("/f%04d", i), 0644, "x")
-				if i == 10 {
-					e.Data = cancelOnOpen{cancel}
-				}
-				if err := m.Put(e); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if err := m.Seal(); err != nil {
+	build := func(data func(i int) appliance.Source) *appliance.Manifest {
+		m := appliance.New()
+		m.Put(dir("/", 0755))
+		for i := range n {
+			e := file(fmt.Sprintf("/f%04d", i), 0644, "x")
+			e.Data = data(i)
+			if err := m.Put(e); err != nil {
 				t.Fatal(err)
 			}
-			if c.before {
-				cancel()
-			}
-			out := t.TempDir()
-			err := NewWriter(out, Options{}).WriteManifest(ctx, m)
-			if !errors.Is(err, context.Canceled) {
-				t.Fatalf("WriteManifest = %v, want context.Canceled", err)
-			}
-			made, err := os.ReadDir(out)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(made) > c.want {
-				t.Errorf("%d files made after the cancellation, want at most %d", len(made), c.want)
-			}
-		})
+		}
+		if err := m.Seal(); err != nil {
+			t.Fatal(err)
+		}
+		return m
 	}
+	t.Run("before", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		out := t.TempDir()
+		m := build(func(int) appliance.Source { return appliance.Bytes("x") })
+		if err := NewWriter(out, Options{}).WriteManifest(ctx, m); !errors.Is(err, context.Canceled) {
+			t.Fatalf("WriteManifest = %v, want context.Canceled", err)
+		}
+		if made, _ := os.ReadDir(out); len(made) > 0 {
+			t.Errorf("%d files made after the cancellation, want none", len(made))
+		}
+	})
+	t.Run("while writing", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		g := gate{waiting: make(chan struct{}, n), release: make(chan struct{})}
+		m := build(func(int) appliance.Source { return g })
+		out := t.TempDir()
+		done := make(chan error, 1)
+		go func() { done <- NewWriter(out, Options{}).WriteManifest(ctx, m) }()
+		// Every worker is inside an entry, waiting for its data.
+		for range workers {
+			<-g.waiting
+		}
+		cancel()
+		close(g.release)
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Fatalf("WriteManifest = %v, want context.Canceled", err)
+		}
+		made, err := os.ReadDir(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(made) != workers {
+			t.Errorf("%d files made, want the %d under way when cancelled", len(made), workers)
+		}
+	})
 }
