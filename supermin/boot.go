@@ -48,6 +48,7 @@ func (b *Boot) prepare(a *Appliance, format string) (*kernel.Kernel, initrd.Opti
 	if err != nil {
 		return nil, initrd.Options{}, err
 	}
+	a.closers = append(a.closers, k.Close)
 	a.Logf(1, "kernel %s (%s), modules %s", k.Image.Path, k.Version, k.Modules.Path)
 	init, size, err := initrd.InitBinary(b.Init)
 	if err != nil {

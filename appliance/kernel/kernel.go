@@ -36,6 +36,8 @@ import (
 	"runtime"
 	"sort"
 	"strings"
+
+	"github.com/gosupermin/gosupermin/internal/rootfs"
 )
 
 // Kernel is the chosen kernel.
@@ -43,6 +45,19 @@ type Kernel struct {
 	Image   Ref    // the kernel image
 	Version string // release, e.g. 6.1.0-56-amd64
 	Modules Ref    // its module directory (/lib/modules/RELEASE)
+	closers []io.Closer
+}
+
+// Close releases what Find opened to read the kernel's files.
+func (k *Kernel) Close() error {
+	var err error
+	for _, c := range k.closers {
+		if cerr := c.Close(); err == nil {
+			err = cerr
+		}
+	}
+	k.closers = nil
+	return err
 }
 
 // Ref is a file or directory Find chose: where to read it, and where it
@@ -72,6 +87,8 @@ type Options struct {
 	Modules string
 	// Log, if set, receives a line about each candidate skipped and why.
 	Log func(msg string)
+
+	modules *rootfs.FS // Modules, once opened
 }
 
 // Errors Find wraps, so that callers can add their own advice.
@@ -140,7 +157,13 @@ func Find(o Options) (*Kernel, error) {
 	}
 	k, err := find(&o)
 	if err != nil {
+		if o.modules != nil {
+			o.modules.Close()
+		}
 		return nil, err
+	}
+	if o.modules != nil {
+		k.closers = append(k.closers, o.modules)
 	}
 	if err := checkReadable(k.Image); err != nil {
 		return nil, err
@@ -198,9 +221,23 @@ func given(o *Options) (*Kernel, error) {
 // modDir is Options.Modules, or /lib/modules/VERSION in the tree.
 func modDir(o *Options, ver string) (Ref, error) {
 	if o.Modules != "" {
-		return host(o.Modules)
+		return namedModules(o)
 	}
 	return o.tree(path.Join("/lib/modules", ver)), nil
+}
+
+// namedModules is the module directory the caller named, read as a tree
+// of its own: its symlinks (a module directory of another tree, say)
+// never lead out of it.
+func namedModules(o *Options) (Ref, error) {
+	if o.modules == nil {
+		t, err := rootfs.Open(o.Modules)
+		if err != nil {
+			return Ref{}, fmt.Errorf("kernel modules: %w", err)
+		}
+		o.modules = t
+	}
+	return Ref{FS: o.modules.FS(), Name: ".", Path: o.modules.Dir()}, nil
 }
 
 func hasModules(o *Options, ver string) bool {

@@ -95,7 +95,8 @@ func (t *Tree) Finish() (*appliance.Manifest, error) {
 		}
 	}
 	if err := t.m.Seal(); err != nil {
-		return nil, err
+		// Each entry was checked as it came: the tree moved under us.
+		return nil, fmt.Errorf("%s: %w (did the tree change while it was read?)", t.fs.Dir(), err)
 	}
 	return t.m, nil
 }
