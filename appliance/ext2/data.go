@@ -279,6 +279,9 @@ func (w *writer) writeFile(n *node) error {
 	if err != nil {
 		return err
 	}
+	if w.opt.Progress != nil {
+		w.opt.Progress(e.Size)
+	}
 	return w.finish()
 }
 

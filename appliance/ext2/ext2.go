@@ -19,6 +19,9 @@ type Options struct {
 	UUID  [16]byte  // filesystem UUID (caller derives it from content for reproducibility)
 	Label string    // volume label, may be empty
 	Time  time.Time // superblock creation/write time and times of entries with zero ModTime
+	// Progress, if set, is told the size of each regular file once its
+	// data is written, for a progress indicator.
+	Progress func(bytes int64)
 }
 
 // ErrNoSpace is wrapped by the error Write returns when the tree does not
