@@ -19,7 +19,8 @@ func (t *Tree) AddPackages(ctx context.Context, db backends.DB, pkgs []*backends
 		in[p.Name] = true
 	}
 	nfiles, nexcl := 0, 0
-	for _, p := range pkgs {
+	t.progress(PhaseFiles, 0, len(pkgs))
+	for i, p := range pkgs {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -44,6 +45,7 @@ func (t *Tree) AddPackages(ctx context.Context, db backends.DB, pkgs []*backends
 			}
 			nfiles++
 		}
+		t.progress(PhaseFiles, i+1, len(pkgs))
 	}
 	t.logf(1, "%d package files, %d after excludefiles", nfiles+nexcl, nfiles)
 	return nil
