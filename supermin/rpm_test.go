@@ -270,6 +270,8 @@ func buildExt2(t *testing.T, opts Options, sd string, want map[string]bool) {
 	out := filepath.Join(t.TempDir(), "appliance.d")
 	start := time.Now()
 	sbomPath := filepath.Join(t.TempDir(), "sbom.json")
+	ended := map[string]bool{}
+	opts.Progress = func(p Progress) { ended[p.Phase] = p.Done == p.Total && p.Total > 0 }
 	err := Build(context.Background(), BuildOptions{Options: opts, Inputs: []string{sd}, Out: out,
 		Format: &Ext2{Boot: boot, Size: 64 << 20}, IncludePackageList: true, SBOM: SBOM{Path: sbomPath}})
 	if err != nil {
@@ -278,6 +280,14 @@ func buildExt2(t *testing.T, opts Options, sd string, want map[string]bool) {
 	t.Logf("ext2 build: %v", time.Since(start))
 	// The stand-in kernel is no package's.
 	checkSBOM(t, sbomPath, 0, map[string][2]string{"linux": {"pkg:generic/linux@6.1.0-gs", "NOASSERTION"}})
+	err = Build(context.Background(), BuildOptions{Options: opts, Inputs: []string{sd}, Out: filepath.Join(t.TempDir(), "cpio.d"),
+		Format: &CPIO{Boot: boot}})
+	if err != nil {
+		t.Fatalf("cpio build: %v", err)
+	}
+	if !ended[PhaseImage] || !ended[PhaseInitramfs] {
+		t.Errorf("progress of the bootable formats: %v", ended)
+	}
 	if _, err := exec.LookPath("debugfs"); err != nil {
 		if os.Getenv("CI") != "" {
 			t.Fatal("debugfs (e2fsprogs) is not installed: CI must install it")
