@@ -1,6 +1,8 @@
 package sbom
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"regexp"
 	"strings"
 )
@@ -31,9 +33,39 @@ var licenseIDs = index(
 var exceptionIDs = index(
 	"Autoconf-exception-2.0", "Autoconf-exception-3.0", "Bison-exception-2.2", "Classpath-exception-2.0",
 	"eCos-exception-2.0", "Font-exception-2.0", "GCC-exception-2.0", "GCC-exception-3.1", "Libtool-exception",
-	"Linux-syscall-note", "LLVM-exception", "Qt-GPL-exception-1.0", "Qt-LGPL-exception-1.1",
+	"Linux-syscall-note", "LLVM-exception", "Qt-GPL-exception-1.0", "Qt-LGPL-exception-1.1", "Texinfo-exception",
 	"u-boot-exception-2.0", "WxWindows-exception-3.1",
 )
+
+// exceptionNames are exceptions as Debian's copyright files name them
+// ("GPL-3+ with Bison exception"), by lower-case name less " exception":
+// the SPDX exception for a licence's identifier.
+var exceptionNames = map[string]func(license string) string{
+	"bison":              func(string) string { return "Bison-exception-2.2" },
+	"libtool":            func(string) string { return "Libtool-exception" },
+	"linux-syscall-note": func(string) string { return "Linux-syscall-note" },
+	"texinfo":            func(string) string { return "Texinfo-exception" },
+	"classpath":          func(string) string { return "Classpath-exception-2.0" },
+	"font":               func(string) string { return "Font-exception-2.0" },
+	"autoconf": func(l string) string {
+		if strings.HasPrefix(l, "GPL-3") {
+			return "Autoconf-exception-3.0"
+		}
+		return "Autoconf-exception-2.0"
+	},
+}
+
+// exceptionID is the SPDX identifier of an exception to the licence id;
+// "" when there is none.
+func exceptionID(exc, id string) string {
+	if e, ok := exceptionIDs[strings.ToLower(exc)]; ok {
+		return e
+	}
+	if f, ok := exceptionNames[strings.ToLower(strings.TrimSuffix(exc, " exception"))]; ok {
+		return f(id)
+	}
+	return ""
+}
 
 // licenseAliases are names of Debian's copyright format, Fedora's old
 // License tags and Arch's old license array, by lower-case name.
@@ -161,10 +193,18 @@ func (l license) ref(name string) string {
 // refIDRE is what an SPDX idstring may not hold.
 var refIDRE = regexp.MustCompile(`[^A-Za-z0-9.]+`)
 
+// maxRefID bounds a made-up identifier: a whole copyright header that is
+// no expression makes one, and a few hundred characters help no one.
+const maxRefID = 64
+
 func refID(name string) string {
 	s := strings.Trim(refIDRE.ReplaceAllString(strings.ReplaceAll(name, "+", "-plus"), "-"), "-")
 	if s == "" {
 		s = "unknown"
+	}
+	if len(s) > maxRefID {
+		sum := sha256.Sum256([]byte(name))
+		s = strings.TrimRight(s[:maxRefID-9], "-") + "-" + hex.EncodeToString(sum[:4])
 	}
 	return s
 }
@@ -223,8 +263,8 @@ func translate(toks []string) ([]exprToken, bool) {
 			if wantOperand || exc == "" || out[last].name == "" {
 				return nil, false
 			}
-			if id, ok := exceptionIDs[strings.ToLower(exc)]; ok && licenseID(out[last].name) != "" {
-				out = append(out, exprToken{s: "WITH"}, exprToken{s: id})
+			if lic := licenseID(out[last].name); lic != "" && exceptionID(exc, lic) != "" {
+				out = append(out, exprToken{s: "WITH"}, exprToken{s: exceptionID(exc, lic)})
 			} else {
 				out[last].name += " with " + exc
 			}

@@ -2,6 +2,7 @@ package sbom
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -27,8 +28,16 @@ func TestExpression(t *testing.T) {
 		{"ASL 2.0 and MIT", "Apache-2.0 AND MIT", nil},
 		{"(GPL-1+ or Artistic) AND Expat", "(GPL-1.0-or-later OR Artistic-1.0) AND MIT", nil},
 		{"GPL-2.0-only WITH Linux-syscall-note", "GPL-2.0-only WITH Linux-syscall-note", nil},
-		{"GPL-2+ with Autoconf exception", "LicenseRef-GPL-2-plus-with-Autoconf-exception",
-			map[string]string{"LicenseRef-GPL-2-plus-with-Autoconf-exception": "GPL-2+ with Autoconf exception"}},
+		{"GPL-2+ with Autoconf exception", "GPL-2.0-or-later WITH Autoconf-exception-2.0", nil},
+		{"GPL-3+ with Autoconf exception", "GPL-3.0-or-later WITH Autoconf-exception-3.0", nil},
+		{"GPL-3+ with Bison exception", "GPL-3.0-or-later WITH Bison-exception-2.2", nil},
+		{"GPL-2 with Linux-syscall-note exception", "GPL-2.0-only WITH Linux-syscall-note", nil},
+		{"GPL-2+ with Autoconf-data exception", "LicenseRef-GPL-2-plus-with-Autoconf-data-exception",
+			map[string]string{"LicenseRef-GPL-2-plus-with-Autoconf-data-exception": "GPL-2+ with Autoconf-data exception"}},
+		{"GPL with Bison exception", "LicenseRef-GPL-with-Bison-exception",
+			map[string]string{"LicenseRef-GPL-with-Bison-exception": "GPL with Bison exception"}},
+		{strings.Repeat("Weird licence ", 10) + "or", "LicenseRef-Weird-licence-Weird-licence-Weird-licence-Weird-licence-45eec28d",
+			map[string]string{"LicenseRef-Weird-licence-Weird-licence-Weird-licence-Weird-licence-45eec28d": strings.Repeat("Weird licence ", 10) + "or"}},
 		{"public-domain", "LicenseRef-public-domain", map[string]string{"LicenseRef-public-domain": "public-domain"}},
 		{"GPL", "LicenseRef-GPL", map[string]string{"LicenseRef-GPL": "GPL"}},
 		{"GPL-2+ or Artistic, and BSD-3-clause", "(GPL-2.0-or-later OR Artistic-1.0) AND BSD-3-Clause", nil},

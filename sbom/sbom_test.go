@@ -47,7 +47,7 @@ func sample() (Options, *fakeDB) {
 	app, libc, tz, kern := pkg("app", "1:2.0-1", "amd64"), pkg("libc6", "2.36-9", "amd64"), pkg("tzdata", "2024a-0", "all"),
 		pkg("linux-image-6.1.0-18-amd64", "6.1.76-1", "amd64")
 	db := &fakeDB{pkgs: []*backends.Package{app, libc, tz, kern}, descs: map[string]*backends.Description{
-		"app": {Supplier: "Jane Doe <jane@example.org>", License: "GPL-2+ with Autoconf exception", Homepage: "https://example.org/app",
+		"app": {Supplier: "Jane Doe <jane@example.org>", License: "GPL-2+ with Autoconf-data exception", Homepage: "https://example.org/app",
 			PURL: debPURL("app", "1:2.0-1", "amd64")},
 		"libc6":  {Supplier: "GNU Libc Maintainers <debian-glibc@lists.debian.org>", License: "LGPL-2.1+", PURL: debPURL("libc6", "2.36-9", "amd64")},
 		"tzdata": {Homepage: "not a url", PURL: debPURL("tzdata", "2024a-0", "all")},
@@ -95,7 +95,7 @@ func TestDocument(t *testing.T) {
 	}
 	type want struct{ version, supplier, license, purl, homepage string }
 	for name, w := range map[string]want{
-		"app": {"1:2.0-1", "Person: Jane Doe (jane@example.org)", "LicenseRef-GPL-2-plus-with-Autoconf-exception",
+		"app": {"1:2.0-1", "Person: Jane Doe (jane@example.org)", "LicenseRef-GPL-2-plus-with-Autoconf-data-exception",
 			"pkg:deb/debian/app@1:2.0-1?arch=amd64&distro=debian-12", "https://example.org/app"},
 		"libc6": {"2.36-9", "Person: GNU Libc Maintainers (debian-glibc@lists.debian.org)", "LGPL-2.1-or-later",
 			"pkg:deb/debian/libc6@2.36-9?arch=amd64&distro=debian-12", ""},
@@ -123,7 +123,7 @@ func TestDocument(t *testing.T) {
 	if len(doc.Packages) != 5 || byName["appliance.d"] == nil || byName["appliance.d"].PrimaryPackagePurpose != "OPERATING-SYSTEM" {
 		t.Errorf("want the appliance, its 3 packages and the kernel: %d packages", len(doc.Packages))
 	}
-	if len(doc.OtherLicenses) != 1 || doc.OtherLicenses[0].ExtractedText != "GPL-2+ with Autoconf exception" {
+	if len(doc.OtherLicenses) != 1 || doc.OtherLicenses[0].ExtractedText != "GPL-2+ with Autoconf-data exception" {
 		t.Errorf("other licences %+v", doc.OtherLicenses)
 	}
 	var rels []string
