@@ -10,8 +10,10 @@ import (
 // licenseIDs are SPDX licence identifiers (https://spdx.org/licenses/)
 // that distributions' packages declare, by lower-case name: a declared
 // name matching one (in any case) is that licence. The list is not the
-// whole SPDX list; a name not in it becomes a LicenseRef, which is
-// always valid SPDX and keeps the declared name.
+// whole SPDX list (each was checked against Debian's
+// node-spdx-license-ids and node-spdx-exceptions); a name not in it
+// becomes a LicenseRef, which is always valid SPDX and keeps the
+// declared name.
 var licenseIDs = index(
 	"0BSD", "AFL-2.1", "AFL-3.0", "AGPL-1.0-only", "AGPL-1.0-or-later", "AGPL-3.0-only", "AGPL-3.0-or-later",
 	"Apache-1.0", "Apache-1.1", "Apache-2.0", "APSL-2.0", "Artistic-1.0", "Artistic-1.0-Perl", "Artistic-2.0",
@@ -25,7 +27,7 @@ var licenseIDs = index(
 	"LGPL-2.1-or-later", "LGPL-3.0-only", "LGPL-3.0-or-later", "Libpng", "libpng-2.0", "libtiff", "LPPL-1.3c",
 	"MIT", "MIT-0", "MIT-CMU", "MPL-1.1", "MPL-2.0", "MS-PL", "NCSA", "NTP", "OFL-1.1", "OLDAP-2.8", "OpenSSL",
 	"PHP-3.01", "PostgreSQL", "PSF-2.0", "Python-2.0", "Ruby", "Sendmail", "SGI-B-2.0", "Sleepycat", "Spencer-94",
-	"TCL", "Unicode-3.0", "Unicode-DFS-2016", "Unlicense", "UPL-1.0", "Vim", "W3C", "WTFPL", "X11",
+	"TCL", "Unicode-DFS-2016", "Unlicense", "UPL-1.0", "Vim", "W3C", "WTFPL", "X11",
 	"XFree86-1.1", "Zlib", "zlib-acknowledgement", "ZPL-2.1",
 )
 
@@ -33,7 +35,7 @@ var licenseIDs = index(
 var exceptionIDs = index(
 	"Autoconf-exception-2.0", "Autoconf-exception-3.0", "Bison-exception-2.2", "Classpath-exception-2.0",
 	"eCos-exception-2.0", "Font-exception-2.0", "GCC-exception-2.0", "GCC-exception-3.1", "Libtool-exception",
-	"Linux-syscall-note", "LLVM-exception", "Qt-GPL-exception-1.0", "Qt-LGPL-exception-1.1", "Texinfo-exception",
+	"Linux-syscall-note", "LLVM-exception", "Qt-GPL-exception-1.0", "Qt-LGPL-exception-1.1",
 	"u-boot-exception-2.0", "WxWindows-exception-3.1",
 )
 
@@ -44,7 +46,6 @@ var exceptionNames = map[string]func(license string) string{
 	"bison":              func(string) string { return "Bison-exception-2.2" },
 	"libtool":            func(string) string { return "Libtool-exception" },
 	"linux-syscall-note": func(string) string { return "Linux-syscall-note" },
-	"texinfo":            func(string) string { return "Texinfo-exception" },
 	"classpath":          func(string) string { return "Classpath-exception-2.0" },
 	"font":               func(string) string { return "Font-exception-2.0" },
 	"autoconf": func(l string) string {
