@@ -271,3 +271,43 @@ func checkSBOM(t *testing.T, p string, n int, want map[string][2]string) {
 		}
 	}
 }
+
+// With IfNewer, an output that is up to date is rebuilt when the SBOM
+// asked for is missing, and left alone when it is there.
+func TestBuildSBOMIfNewer(t *testing.T) {
+	dir := t.TempDir()
+	sd := filepath.Join(dir, "supermin.d")
+	os.MkdirAll(sd, 0o755)
+	os.WriteFile(filepath.Join(sd, "packages"), []byte("alt-present\n"), 0o644)
+	root := filepath.Join(dir, "root")
+	copyTree(t, edge, root)
+	old := time.Now().Add(-time.Hour)
+	for _, p := range []string{filepath.Join(sd, "packages"), sd, filepath.Join(root, "var/lib/dpkg/status"),
+		filepath.Join(root, "var/lib/dpkg/diversions"), filepath.Join(root, "var/lib/dpkg/info")} {
+		os.Chtimes(p, old, old)
+	}
+	out, sbomPath := filepath.Join(dir, "out"), filepath.Join(dir, "sbom.json")
+	b := BuildOptions{Options: Options{Root: root}, Inputs: []string{sd}, Out: out, Format: Chroot{}, IfNewer: true, SBOM: SBOM{Path: sbomPath}}
+	marker := filepath.Join(out, "marker")
+	for i, c := range []struct {
+		removeSBOM, rebuilt bool
+	}{{false, true}, {false, false}, {true, true}} {
+		if c.removeSBOM {
+			os.Remove(sbomPath)
+		}
+		if i > 0 {
+			os.WriteFile(marker, nil, 0o644)
+			os.Chtimes(out, time.Now(), time.Now())
+		}
+		if err := Build(context.Background(), b); err != nil {
+			t.Fatal(err)
+		}
+		_, err := os.Stat(marker)
+		if rebuilt := os.IsNotExist(err); rebuilt != c.rebuilt {
+			t.Errorf("build %d: rebuilt %v, want %v", i, rebuilt, c.rebuilt)
+		}
+		if _, err := os.Stat(sbomPath); err != nil {
+			t.Errorf("build %d: %v", i, err)
+		}
+	}
+}
