@@ -85,10 +85,10 @@ func Build(ctx context.Context, o BuildOptions) error {
 			return err
 		}
 		a.ReportUnreadable(nil)
-		// Written now, put in place with the output: an SBOM exists only
-		// for an output that does.
-		var err error
-		sbom, err = o.stageSBOM(a)
+		// Written now, renamed into place once the output is: an SBOM
+		// exists only for an output that does.
+		staged, err := o.stageSBOM(a)
+		sbom = staged
 		return err
 	})
 	for _, p := range res.Removed {
