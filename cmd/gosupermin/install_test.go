@@ -78,8 +78,9 @@ func TestDebianVersion(t *testing.T) {
 	}
 }
 
-// make deb builds a package that lintian passes (make deb checks), that
-// installs into an empty root, and whose binary runs from there.
+// make deb builds a package that lintian passes (make deb checks), with
+// the inits of other architectures when there are, that installs into an
+// empty root, and whose binary runs from there.
 func TestDebianPackage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds a Debian package: not in -short mode")
@@ -89,7 +90,19 @@ func TestDebianPackage(t *testing.T) {
 		need(t, err == nil, tool+" is not installed (make deb-deps installs it)")
 	}
 	dir := t.TempDir()
-	runMake(t, "deb", "DEBDIR="+dir, "DEBBUILD="+filepath.Join(dir, "build"))
+	// An init of another architecture, as make build makes them: a
+	// static arm64 program this machine's strip cannot read.
+	src := filepath.Join(dir, "src")
+	os.Mkdir(src, 0o755)
+	os.WriteFile(filepath.Join(src, "go.mod"), []byte("module stand/in\n"), 0o644)
+	os.WriteFile(filepath.Join(src, "main.go"), []byte("package main\n\nfunc main() {}\n"), 0o644)
+	init := filepath.Join(dir, "init-arm64")
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", init, ".")
+	cmd.Dir, cmd.Env = src, append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=arm64")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build an arm64 init: %v\n%s", err, out)
+	}
+	runMake(t, "deb", "DEBDIR="+dir, "DEBBUILD="+filepath.Join(dir, "build"), "INITS="+init)
 	arch, err := exec.Command("dpkg", "--print-architecture").Output()
 	if err != nil {
 		t.Fatal(err)
@@ -106,7 +119,8 @@ func TestDebianPackage(t *testing.T) {
 	if r := runCmd(t, filepath.Join(root, "usr/bin/gosupermin"), "--version"); r.code != 0 || r.stdout != "gosupermin "+Version+" (supermin 5 compatible)\n" {
 		t.Errorf("gosupermin --version from the package: %+v", r)
 	}
-	for _, f := range []string{"usr/share/man/man1/gosupermin.1.gz", "usr/share/bash-completion/completions/gosupermin", "usr/share/doc/gosupermin/copyright"} {
+	for _, f := range []string{"usr/share/man/man1/gosupermin.1.gz", "usr/share/bash-completion/completions/gosupermin",
+		"usr/share/doc/gosupermin/copyright", "usr/lib/gosupermin/init-arm64"} {
 		if _, err := os.Stat(filepath.Join(root, f)); err != nil {
 			t.Errorf("the package does not install %s: %v", f, err)
 		}
