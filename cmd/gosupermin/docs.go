@@ -387,9 +387,14 @@ _gosupermin() {
 	for _, v := range values {
 		b.WriteString(v + "\n")
 	}
-	fmt.Fprintf(&b, "\t%s)\n\t\tCOMPREPLY=($(compgen -d -- \"$cur\"))\n\t\treturn ;;\n", strings.Join(dirs, "|"))
-	fmt.Fprintf(&b, "\t%s)\n\t\tCOMPREPLY=($(compgen -f -- \"$cur\"))\n\t\treturn ;;\n", strings.Join(files, "|"))
-	fmt.Fprintf(&b, "\t%s)\n\t\treturn ;;\n", strings.Join(free, "|"))
+	for _, arm := range []struct {
+		names []string
+		do    string
+	}{{dirs, "COMPREPLY=($(compgen -d -- \"$cur\"))\n\t\t"}, {files, "COMPREPLY=($(compgen -f -- \"$cur\"))\n\t\t"}, {free, ""}} {
+		if len(arm.names) > 0 { // an empty pattern is a syntax error
+			fmt.Fprintf(&b, "\t%s)\n\t\t%sreturn ;;\n", strings.Join(arm.names, "|"), arm.do)
+		}
+	}
 	fmt.Fprintf(&b, `	esac
 	if [[ $cur == -* ]]; then
 		COMPREPLY=($(compgen -W '%s' -- "$cur"))
