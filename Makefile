@@ -13,7 +13,7 @@ DEBS      := supermin qemu-system-x86 linux-image-amd64 e2fsprogs cpio libarchiv
              libguestfs-tools
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build deps test demo bench fuzz clean
+.PHONY: all build deps test demo bench fuzz clean man install uninstall deb deb-deps
 
 all: build
 
@@ -58,4 +58,54 @@ fuzz:
 	done
 
 clean:
-	rm -rf bin $(DEMO)
+	rm -rf bin build $(DEMO)
+
+# ---- Ecosystem: man page, install, Debian package ------------------------
+
+PREFIX      ?= /usr/local
+BINDIR      ?= $(PREFIX)/bin
+MANDIR      ?= $(PREFIX)/share/man
+LIBDIR      ?= $(PREFIX)/lib
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+# Inits of other architectures, when built (bin/init-ARCH).
+INITS       ?= $(wildcard bin/init-*)
+VERSION     := $(shell sed -n 's/^const Version = "\(.*\)"/\1/p' cmd/gosupermin/main.go)
+DEB_ARCH     = $(shell dpkg --print-architecture)
+# Where make deb puts the .deb, and where it builds it.
+DEBDIR      ?= bin
+DEBBUILD    ?= build/deb
+# What make deb needs, and groff for the man page's test.
+DEB_TOOLS   := dpkg-dev debhelper fakeroot lintian groff-base
+DEBS        += $(DEB_TOOLS)
+
+# Regenerates docs/gosupermin.1 and docs/gosupermin.bash from the option
+# table (cmd/gosupermin/docs.go); a test fails when they are stale.
+man:
+	$(GO) test ./cmd/gosupermin -run '^TestGeneratedDocs$$' -count=1 -update
+
+install: build
+	install -D -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/gosupermin
+	install -D -m 0644 docs/gosupermin.1 $(DESTDIR)$(MANDIR)/man1/gosupermin.1
+	install -D -m 0644 docs/gosupermin.bash $(DESTDIR)$(BASHCOMPDIR)/gosupermin
+	for f in $(INITS); do install -D -m 0755 $$f $(DESTDIR)$(LIBDIR)/gosupermin/$$(basename $$f) || exit 1; done
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/gosupermin $(DESTDIR)$(MANDIR)/man1/gosupermin.1 $(DESTDIR)$(BASHCOMPDIR)/gosupermin
+	rm -rf $(DESTDIR)$(LIBDIR)/gosupermin
+
+deb-deps:
+	@$(MAKE) --no-print-directory deps DEBS="$(DEB_TOOLS)"
+
+# $(DEBDIR)/gosupermin_VERSION_ARCH.deb, built offline by dpkg-buildpackage
+# in a copy of the tree under $(DEBBUILD) with a vendor directory made from
+# the module cache (the tree itself gets no vendor/), then checked by
+# lintian.
+deb: deb-deps
+	$(GO) mod download
+	rm -rf $(DEBBUILD) && mkdir -p $(DEBBUILD)/gosupermin-$(VERSION)
+	tar -c --exclude=./.git --exclude=./bin --exclude=./build --exclude=./demo --exclude=./vendor . | \
+		tar -x -C $(DEBBUILD)/gosupermin-$(VERSION)
+	cd $(DEBBUILD)/gosupermin-$(VERSION) && GOFLAGS=-mod=mod GOPROXY=off $(GO) mod vendor
+	cd $(DEBBUILD)/gosupermin-$(VERSION) && GOCACHE=$$($(GO) env GOCACHE) dpkg-buildpackage -b -us -uc
+	lintian --fail-on error $(DEBBUILD)/gosupermin_$(VERSION)_$(DEB_ARCH).deb
+	mkdir -p $(DEBDIR) && cp $(DEBBUILD)/gosupermin_$(VERSION)_$(DEB_ARCH).deb $(DEBDIR)/

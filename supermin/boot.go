@@ -49,6 +49,7 @@ func (b *Boot) prepare(a *Appliance, format string) (*kernel.Kernel, initrd.Opti
 		return nil, initrd.Options{}, err
 	}
 	a.closers = append(a.closers, k.Close)
+	a.Kernel = k
 	a.Logf(1, "kernel %s (%s), modules %s", k.Image.Path, k.Version, k.Modules.Path)
 	init, size, err := initrd.InitBinary(b.Init)
 	if err != nil {
@@ -102,12 +103,14 @@ func (f *Ext2) Write(ctx context.Context, a *Appliance, dir string) error {
 	if err != nil {
 		return err
 	}
+	meter := a.meter(PhaseImage, m)
 	err = writeFile(filepath.Join(dir, "root"), func(out *os.File) error {
-		return ext2.NewWriter(out, ext2.Options{Size: size, UUID: uuid, Time: a.Epoch}).WriteManifest(ctx, m)
+		return ext2.NewWriter(out, ext2.Options{Size: size, UUID: uuid, Time: a.Epoch, Progress: meter.addFunc()}).WriteManifest(ctx, m)
 	})
 	if err != nil {
 		return err
 	}
+	meter.end()
 	a.Logf(1, "root: %s ext2, UUID %x-%x-%x-%x-%x", HumanSize(size), uuid[0:4], uuid[4:6], uuid[6:8], uuid[8:10], uuid[10:])
 	rd, err := initrd.Manifest(parts)
 	if err != nil {
@@ -209,12 +212,20 @@ func (f *CPIO) Write(ctx context.Context, a *Appliance, dir string) error {
 		return err
 	}
 	a.ReportUnreadable(nil)
+	var meter *meter
+	if a.opt.Progress != nil {
+		meter = a.opt.meter(PhaseInitramfs, cpioSize(m), true)
+	}
 	err = writeFile(filepath.Join(dir, "initrd"), func(out *os.File) error {
 		w, err := compressor(out, f.Compress)
 		if err != nil {
 			return err
 		}
-		if err := cpio.NewWriter(w).WriteManifest(ctx, m); err != nil {
+		var in io.Writer = w
+		if meter != nil {
+			in = meteredWriter{w, meter}
+		}
+		if err := cpio.NewWriter(in).WriteManifest(ctx, m); err != nil {
 			w.Close()
 			return err
 		}
@@ -223,7 +234,30 @@ func (f *CPIO) Write(ctx context.Context, a *Appliance, dir string) error {
 	if err != nil {
 		return err
 	}
+	meter.end()
 	return k.Install(filepath.Join(dir, "kernel"), f.CopyKernel)
+}
+
+// meteredWriter counts what goes into the compressor.
+type meteredWriter struct {
+	w io.Writer
+	m *meter
+}
+
+func (w meteredWriter) Write(p []byte) (int, error) {
+	n, err := w.w.Write(p)
+	w.m.add(int64(n))
+	return n, err
+}
+
+// cpioSize is about the size of m as a newc archive: a header, the name
+// and the data of each entry, padded; enough for a progress indicator.
+func cpioSize(m *appliance.Manifest) int64 {
+	var n int64
+	for _, e := range m.Entries() {
+		n += 110 + int64(len(e.Path)) + 3 + e.Size + 3
+	}
+	return n
 }
 
 type nopCloser struct{ io.Writer }

@@ -36,6 +36,9 @@ type BuildOptions struct {
 	IfNewer bool
 	// Firstboot saves the maintainer scripts, run on the first boot.
 	Firstboot bool
+	// SBOM, when its Path is set, asks for a software bill of materials
+	// of the appliance.
+	SBOM SBOM
 }
 
 // Build resolves the inputs' roots against the database under Root,
@@ -54,6 +57,11 @@ func Build(ctx context.Context, o BuildOptions) error {
 	if err := outdir.CheckDisjoint(o.Out, o.Inputs, root); err != nil {
 		return err
 	}
+	if o.SBOM.Path != "" {
+		if err := outdir.CheckBeside(o.Out, o.SBOM.Path); err != nil {
+			return fmt.Errorf("the bill of materials %w", err)
+		}
+	}
 	tree, err := rootfs.Open(root)
 	if err != nil {
 		return fmt.Errorf("root: %w", err)
@@ -70,12 +78,18 @@ func Build(ctx context.Context, o BuildOptions) error {
 		return err
 	}
 	defer a.close()
+	var sbom *staged
+	defer func() { sbom.abort() }()
 	res, err := outdir.Replace(ctx, o.Out, start, func(tmp string) error {
 		if err := o.Format.Write(ctx, a, tmp); err != nil {
 			return err
 		}
 		a.ReportUnreadable(nil)
-		return nil
+		// Written now, renamed into place once the output is: an SBOM
+		// exists only for an output that does.
+		staged, err := o.stageSBOM(a)
+		sbom = staged
+		return err
 	})
 	for _, p := range res.Removed {
 		o.logf(1, "removed %s, left by a build that was killed", p)
@@ -83,7 +97,10 @@ func Build(ctx context.Context, o BuildOptions) error {
 	for _, w := range res.Warnings() {
 		o.warnf("%s", w)
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	return sbom.commit()
 }
 
 // upToDate says whether Out is newer than every input file and every
@@ -96,6 +113,13 @@ func (o *BuildOptions) upToDate(tree *rootfs.FS) (bool, error) {
 	fi, err := os.Stat(o.Out)
 	if err != nil || !dbTime(tree, d.Files(tree.FS())).Before(fi.ModTime()) {
 		return false, nil
+	}
+	if o.SBOM.Path != "" {
+		// An SBOM asked for now is written, even of an appliance that is
+		// up to date.
+		if _, err := os.Stat(o.SBOM.Path); err != nil {
+			return false, nil
+		}
 	}
 	up, err := outdir.UpToDate(o.Out, o.Inputs, nil)
 	if up {
@@ -138,13 +162,17 @@ func (o *BuildOptions) gather(ctx context.Context, tree *rootfs.FS, root string)
 	if err != nil {
 		return nil, err
 	}
-	defer closeDB(db)
 	o.logf(1, "package database: %s under %s", driver, root)
 	cl, err := o.resolve(db, in.Packages)
 	if err != nil {
+		closeDB(db)
 		return nil, err
 	}
-	made := &Appliance{Packages: cl.Packages, Root: root, Epoch: o.Epoch, Clamp: !o.Epoch.IsZero(), opt: &o.Options, tree: tree}
+	made := &Appliance{Packages: cl.Packages, Root: root, Epoch: o.Epoch, Clamp: !o.Epoch.IsZero(), opt: &o.Options, tree: tree,
+		db: db, deps: cl.Deps}
+	// Open until the build ends: the SBOM describes the packages once the
+	// format has written the appliance.
+	made.closers = append(made.closers, func() error { closeDB(db); return nil })
 	defer func() {
 		if err != nil {
 			made.close() // the spool
@@ -161,7 +189,7 @@ func (o *BuildOptions) gather(ctx context.Context, tree *rootfs.FS, root string)
 		return nil, err
 	}
 	a.closers = append(a.closers, spool.Close)
-	t := gather.NewTree(tree, gather.Options{Epoch: a.Epoch, Clamp: a.Clamp, Log: o.log})
+	t := gather.NewTree(tree, gather.Options{Epoch: a.Epoch, Clamp: a.Clamp, Log: o.log, Progress: o.gatherProgress()})
 	if err := t.AddPackages(ctx, db, a.Packages, in.Excludes); err != nil {
 		return nil, err
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gosupermin/gosupermin/appliance"
 	"github.com/gosupermin/gosupermin/appliance/chroot"
+	"github.com/gosupermin/gosupermin/appliance/kernel"
 	"github.com/gosupermin/gosupermin/backends"
 	"github.com/gosupermin/gosupermin/internal/rootfs"
 )
@@ -41,8 +42,13 @@ type Appliance struct {
 	// (SOURCE_DATE_EPOCH).
 	Epoch time.Time
 	Clamp bool
+	// Kernel is the kernel a bootable format chose for the appliance; it
+	// sets it, for the bill of materials. Nil for the chroot format.
+	Kernel *kernel.Kernel
 
 	opt        *Options
+	db         backends.DB                               // open until the build ends
+	deps       map[*backends.Package][]*backends.Package // the resolver's choices
 	tree       *rootfs.FS
 	closers    []func() error // what the build closes when it ends
 	unreadable []string
@@ -100,10 +106,16 @@ type Chroot struct{}
 
 func (Chroot) Write(ctx context.Context, a *Appliance, dir string) error {
 	a.ReportUnreadable(nil)
-	return chroot.NewWriter(dir, chroot.Options{
-		Owners: os.Geteuid() == 0,
-		Warn:   func(s string) { a.Warnf("%s", s) },
+	m := a.meter(PhaseChroot, a.Manifest)
+	err := chroot.NewWriter(dir, chroot.Options{
+		Owners:   os.Geteuid() == 0,
+		Warn:     func(s string) { a.Warnf("%s", s) },
+		Progress: m.addFunc(),
 	}).WriteManifest(ctx, a.Manifest)
+	if err == nil {
+		m.end()
+	}
+	return err
 }
 
 // writeFile creates p and fills it with write; on failure p is removed

@@ -18,6 +18,11 @@ type Options struct {
 	// Epoch, when set (SOURCE_DATE_EPOCH), is the time of every entry
 	// made up, and no time in the output is later.
 	Epoch time.Time
+	// Progress, if set, is told how far the long phases of a build are,
+	// for a progress indicator: at the start of each (Done 0), as it goes,
+	// and at its end (Done == Total). It is never called from two
+	// goroutines at once.
+	Progress func(Progress)
 }
 
 func (o *Options) log(level int, msg string) {

@@ -121,10 +121,15 @@ func TestPacmanTree(t *testing.T) {
 	}
 	out := filepath.Join(t.TempDir(), "appliance")
 	start := time.Now()
-	if err := Build(context.Background(), BuildOptions{Options: opts, Inputs: []string{sd}, Out: out, Format: Chroot{}, IncludePackageList: true}); err != nil {
+	sbomPath := filepath.Join(t.TempDir(), "sbom.json")
+	if err := Build(context.Background(), BuildOptions{Options: opts, Inputs: []string{sd}, Out: out, Format: Chroot{}, IncludePackageList: true,
+		SBOM: SBOM{Path: sbomPath}}); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("pacman chroot build: %v", time.Since(start))
+	checkSBOM(t, sbomPath, len(pacmanClosure), map[string][2]string{
+		"gs-app": {"pkg:alpm/arch/gs-app@1:1.5-2?arch=any", "MIT"},
+	})
 	if len(warnings) > 0 {
 		t.Errorf("warnings: %v", warnings)
 	}

@@ -179,11 +179,17 @@ func TestRPMTree(t *testing.T) {
 
 	out := filepath.Join(t.TempDir(), "appliance")
 	start := time.Now()
-	err = Build(context.Background(), BuildOptions{Options: opts, Inputs: []string{sd}, Out: out, Format: Chroot{}, IncludePackageList: true})
+	sbomPath := filepath.Join(t.TempDir(), "sbom.json")
+	err = Build(context.Background(), BuildOptions{Options: opts, Inputs: []string{sd}, Out: out, Format: Chroot{}, IncludePackageList: true,
+		SBOM: SBOM{Path: sbomPath}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("rpm chroot build: %v", time.Since(start))
+	checkSBOM(t, sbomPath, len(rpmClosure), map[string][2]string{
+		"gs-app":    {"pkg:rpm/gs-app@3.0-1?arch=noarch", "MIT"},
+		"gs-libfoo": {"pkg:rpm/gs-libfoo@1.5-3?arch=x86_64&epoch=2", "MIT"},
+	})
 	for _, w := range warnings {
 		if strings.Contains(w, "require") || strings.Contains(w, "not installed") {
 			t.Errorf("unexpected warning: %s", w)
@@ -263,12 +269,25 @@ func buildExt2(t *testing.T, opts Options, sd string, want map[string]bool) {
 	boot := Boot{Kernel: kernel.Options{Kernel: kernelFile, Version: "6.1.0-gs", Modules: modules}, Init: staticInit(t)}
 	out := filepath.Join(t.TempDir(), "appliance.d")
 	start := time.Now()
+	sbomPath := filepath.Join(t.TempDir(), "sbom.json")
+	ended := map[string]bool{}
+	opts.Progress = func(p Progress) { ended[p.Phase] = p.Done == p.Total && p.Total > 0 }
 	err := Build(context.Background(), BuildOptions{Options: opts, Inputs: []string{sd}, Out: out,
-		Format: &Ext2{Boot: boot, Size: 64 << 20}, IncludePackageList: true})
+		Format: &Ext2{Boot: boot, Size: 64 << 20}, IncludePackageList: true, SBOM: SBOM{Path: sbomPath}})
 	if err != nil {
 		t.Fatalf("ext2 build: %v", err)
 	}
 	t.Logf("ext2 build: %v", time.Since(start))
+	// The stand-in kernel is no package's.
+	checkSBOM(t, sbomPath, 0, map[string][2]string{"linux": {"pkg:generic/linux@6.1.0-gs", "NOASSERTION"}})
+	err = Build(context.Background(), BuildOptions{Options: opts, Inputs: []string{sd}, Out: filepath.Join(t.TempDir(), "cpio.d"),
+		Format: &CPIO{Boot: boot}})
+	if err != nil {
+		t.Fatalf("cpio build: %v", err)
+	}
+	if !ended[PhaseImage] || !ended[PhaseInitramfs] {
+		t.Errorf("progress of the bootable formats: %v", ended)
+	}
 	if _, err := exec.LookPath("debugfs"); err != nil {
 		if os.Getenv("CI") != "" {
 			t.Fatal("debugfs (e2fsprogs) is not installed: CI must install it")

@@ -26,6 +26,10 @@ type Options struct {
 	// Warn receives what could not be made as it is: devices, and
 	// security.* and trusted.* attributes, when not root.
 	Warn func(string)
+	// Progress, if set, is told the size of each regular file once its
+	// data is written, for a progress indicator. Files are written by
+	// several goroutines: it may be called from several at once.
+	Progress func(bytes int64)
 }
 
 // Writer creates a manifest's entries under a directory.
@@ -89,6 +93,9 @@ func write(ctx context.Context, dir string, entries []*appliance.Entry, opt Opti
 			// Its metadata is set through the open file: no path walks.
 			skipped, err := writeFile(p, e, opt.Owners)
 			skippedXattrs.Add(int64(skipped))
+			if err == nil && opt.Progress != nil {
+				opt.Progress(e.Size)
+			}
 			return err
 		case appliance.Symlink:
 			err = os.Symlink(e.Link, p)

@@ -292,10 +292,11 @@ func (w *writer) writeFile(n *node, f *appliance.Fetched) error {
 		if err != nil {
 			return err
 		}
-		return w.finish()
-	}
-	if err := w.copyFile(n, f); err != nil {
+	} else if err := w.copyFile(n, f); err != nil {
 		return err
+	}
+	if w.opt.Progress != nil {
+		w.opt.Progress(e.Size)
 	}
 	return w.finish()
 }

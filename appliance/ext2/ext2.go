@@ -21,6 +21,9 @@ type Options struct {
 	Time  time.Time // superblock creation/write time and times of entries with zero ModTime
 	// Prefetch bounds the reading ahead of files' data.
 	Prefetch appliance.PrefetchOptions
+	// Progress, if set, is told the size of each regular file once its
+	// data is written, for a progress indicator.
+	Progress func(bytes int64)
 }
 
 // ErrNoSpace is wrapped by the error Write returns when the tree does not

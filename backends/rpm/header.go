@@ -13,6 +13,10 @@ const (
 	TagVersion        = 1001
 	TagRelease        = 1002
 	TagEpoch          = 1003
+	TagVendor         = 1011
+	TagLicense        = 1014
+	TagPackager       = 1015
+	TagURL            = 1020
 	TagArch           = 1022
 	TagPreIn          = 1023
 	TagPostIn         = 1024

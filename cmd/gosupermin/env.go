@@ -9,7 +9,8 @@ import (
 )
 
 // environment is what gosupermin reads of its environment: supermin 5's
-// variables and our own. Nothing below cmd/ reads the environment.
+// variables and our own, each documented in envDocs (docs.go). Nothing
+// below cmd/ reads the environment.
 type environment struct {
 	epoch         time.Time // SOURCE_DATE_EPOCH
 	kernel        string    // SUPERMIN_KERNEL
@@ -18,12 +19,14 @@ type environment struct {
 	init          string    // GOSUPERMIN_INIT
 	rootUUID      [16]byte  // GOSUPERMIN_ROOT_UUID=UUID
 	randomUUID    bool      // GOSUPERMIN_ROOT_UUID=random
+	term          string    // TERM: "dumb" has no progress line
 }
 
 func readEnv(lookup func(string) (string, bool)) (environment, error) {
 	get := func(k string) string { v, _ := lookup(k); return v }
 	e := environment{
 		kernel: get("SUPERMIN_KERNEL"), modules: get("SUPERMIN_MODULES"), init: get("GOSUPERMIN_INIT"),
+		term: get("TERM"),
 	}
 	if e.kernel != "" {
 		e.kernelVersion = get("SUPERMIN_KERNEL_VERSION")

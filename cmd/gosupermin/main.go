@@ -25,40 +25,6 @@ import (
 // second field and wants supermin >= 5.
 const Version = "5.3.99"
 
-const usage = `gosupermin - build supermin appliances (supermin 5 compatible)
-
-Usage:
-  gosupermin --prepare PACKAGE... -o SUPERMIN.D
-  gosupermin --build -f chroot|ext2|cpio INPUT... -o OUTPUT
-
-Options:
-  --build                  build an appliance from supermin.d inputs
-  --prepare                record package roots and config files in a supermin.d
-  -o DIR                   output directory (required)
-  -f, --format FMT         chroot (alias fs, filesystem), ext2 or cpio
-  --root DIR               use the package database and files under DIR, not /
-  --size SIZE              ext2 image size, e.g. 4G (suffix b, K, M or G; default 4G)
-  --copy-kernel            copy the kernel instead of symlinking it
-  --host-cpu ARCH          prefer kernels for this CPU model
-  --compress zstd|gzip|none  compression of the cpio initramfs (default zstd)
-  --firstboot              save maintainer scripts and run them on first boot
-  --include-packagelist    write /packagelist in the appliance
-  --if-newer               do nothing if OUTPUT is newer than every input
-  --lock FILE              serialise concurrent runs on FILE
-  --list-drivers           list package-database drivers and exit
-  --use-installed, --packager-config FILE, --dtb X
-                           accepted for supermin 5 compatibility
-  -v, --verbose            more messages (repeatable)
-  -V, --version            print the version and exit
-  --help                   this text
-
-Environment:
-  SUPERMIN_KERNEL, SUPERMIN_KERNEL_VERSION, SUPERMIN_MODULES  choose the kernel
-  SOURCE_DATE_EPOCH        time of every made-up timestamp (reproducible builds)
-  GOSUPERMIN_INIT          static init binary for the initrd (default: this program)
-  GOSUPERMIN_ROOT_UUID     ext2 UUID: "random" or a UUID (default: derived from the content)
-`
-
 func main() {
 	if initproc.IsInit() { // the appliance's /init: see appliance/initproc
 		initproc.Main()
@@ -86,15 +52,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	c, err := parseArgs(args)
 	if err != nil {
 		fmt.Fprintf(stderr, "gosupermin: %v\nRun 'gosupermin --help' for the options.\n", err)
-		return 2
+		return exitUsage
 	}
 	switch {
 	case c.help:
-		fmt.Fprint(stdout, usage)
-		return 0
+		fmt.Fprint(stdout, usage())
+		return exitOK
 	case c.version:
 		fmt.Fprintf(stdout, "gosupermin %s (supermin 5 compatible)\n", Version)
-		return 0
+		return exitOK
 	case c.listDrivers:
 		root := c.root
 		if root == "" {
@@ -103,7 +69,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		tree, err := rootfs.Open(root)
 		if err != nil {
 			fmt.Fprintf(stderr, "gosupermin: %v\n", err)
-			return 1
+			return exitError
 		}
 		defer tree.Close()
 		for _, d := range supermin.Drivers {
@@ -113,11 +79,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 			}
 			fmt.Fprintf(stdout, "%s\t%s\n", d.Name, state)
 		}
-		return 0
+		return exitOK
 	}
 	if err := c.check(); err != nil {
 		fmt.Fprintf(stderr, "gosupermin: %v\nRun 'gosupermin --help' for the options.\n", err)
-		return 2
+		return exitUsage
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -126,9 +92,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 			err = errors.New("interrupted: the previous output, if any, is unchanged")
 		}
 		fmt.Fprintf(stderr, "gosupermin: %v\n", err)
-		return 1
+		return exitError
 	}
-	return 0
+	return exitOK
 }
 
 func (c *cli) check() error {
@@ -143,6 +109,8 @@ func (c *cli) check() error {
 		return usageError{"--build needs at least one input (a supermin.d directory or file)"}
 	case c.mode == "build" && c.format == "":
 		return usageError{"--build needs -f chroot, ext2 or cpio"}
+	case c.sbom != "" && c.mode != "build":
+		return usageError{"--sbom needs --build"}
 	}
 	return nil
 }
@@ -163,6 +131,12 @@ func (c *cli) exec(ctx context.Context, stderr io.Writer) error {
 		Root: c.root, Verbose: c.verbose, Epoch: env.epoch,
 		Log: func(_ int, msg string) { fmt.Fprintf(stderr, "gosupermin: %s\n", msg) },
 	}
+	if line := newProgressLine(stderr, env.term); line != nil {
+		// Messages clear the line, and it comes back after them.
+		defer line.clear()
+		opts.Progress = line.update
+		opts.Log = func(_ int, msg string) { line.print("gosupermin: " + msg + "\n") }
+	}
 	if c.mode == "prepare" {
 		return supermin.Prepare(ctx, supermin.PrepareOptions{Options: opts, Packages: c.args, Out: c.out})
 	}
@@ -173,6 +147,7 @@ func (c *cli) exec(ctx context.Context, stderr io.Writer) error {
 	return explain(supermin.Build(ctx, supermin.BuildOptions{
 		Options: opts, Inputs: c.args, Out: c.out, Format: format,
 		IncludePackageList: c.includePackageList, IfNewer: c.ifNewer, Firstboot: c.firstboot,
+		SBOM: supermin.SBOM{Path: c.sbom, Tool: "gosupermin-" + Version},
 	}), c)
 }
 

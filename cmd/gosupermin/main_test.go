@@ -91,6 +91,7 @@ func TestCLI(t *testing.T) {
 		{[]string{"--frobnicate"}, 2, ""},
 		{[]string{"--names"}, 2, ""},
 		{[]string{"--prepare", "-o"}, 2, ""},
+		{[]string{"--prepare", "bash", "-o", "x", "--sbom", "s.json"}, 2, ""},
 	} {
 		r := gosupermin(t, tc.args...)
 		if r.code != tc.code || !strings.Contains(r.stdout, tc.out) {

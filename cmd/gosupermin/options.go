@@ -29,6 +29,7 @@ type cli struct {
 	includePackageList bool
 	compress           string
 	firstboot          bool
+	sbom               string
 	args               []string
 }
 
@@ -43,7 +44,8 @@ func flag(f func(c *cli)) func(*cli, string) error {
 }
 
 // options are supermin 5's, with gosupermin's own additions (--root,
-// --compress, --firstboot).
+// --compress, --firstboot, --sbom). Each is documented in optionDocs
+// (docs.go), from which --help, the man page and the completion are made.
 var options = []option{
 	{[]string{"--build"}, false, func(c *cli, _ string) error { return c.setMode("build") }},
 	{[]string{"--prepare"}, false, func(c *cli, _ string) error { return c.setMode("prepare") }},
@@ -84,7 +86,7 @@ var options = []option{
 	{[]string{"--use-installed"}, false, func(*cli, string) error { return nil }}, // always: we never download
 	{[]string{"-v", "--verbose"}, false, flag(func(c *cli) { c.verbose++ })},
 	{[]string{"-V", "--version"}, false, flag(func(c *cli) { c.version = true })},
-	{[]string{"-help", "--help", "-h"}, false, flag(func(c *cli) { c.help = true })},
+	{[]string{"-h", "--help", "-help"}, false, flag(func(c *cli) { c.help = true })},
 	{[]string{"--root"}, true, func(c *cli, v string) error { c.root = v; return nil }},
 	{[]string{"--compress"}, true, func(c *cli, v string) error {
 		switch v {
@@ -95,6 +97,9 @@ var options = []option{
 		return usageError{fmt.Sprintf("--compress %q: use zstd, gzip or none", v)}
 	}},
 	{[]string{"--firstboot"}, false, flag(func(c *cli) { c.firstboot = true })},
+
+	// Ecosystem: a bill of materials beside the output.
+	{[]string{"--sbom"}, true, func(c *cli, v string) error { c.sbom = v; return nil }},
 }
 
 func (c *cli) setMode(m string) error {

@@ -86,7 +86,8 @@ func (t *Tree) AddFirstboot(db backends.DB, pkgs []*backends.Package) error {
 // left out: running some of its scripts without the others is no install.
 func (t *Tree) firstbootPackages(inst backends.Installer, pkgs []*backends.Package) ([]firstboot.Package, error) {
 	var out []firstboot.Package
-	for _, p := range pkgs {
+	t.progress(PhaseFirstboot, 0, len(pkgs))
+	for i, p := range pkgs {
 		s, err := inst.Scripts(p)
 		var pe *fs.PathError
 		if err != nil && errors.As(err, &pe) && t.skipUnreadable(pe.Path, err) {
@@ -96,6 +97,7 @@ func (t *Tree) firstbootPackages(inst backends.Installer, pkgs []*backends.Packa
 			return nil, err
 		}
 		out = append(out, fbPackage(p, s))
+		t.progress(PhaseFirstboot, i+1, len(pkgs))
 	}
 	return out, nil
 }

@@ -20,10 +20,14 @@ func (t *Tree) AddPackages(ctx context.Context, db backends.DB, pkgs []*backends
 	for _, p := range pkgs {
 		in[p.Name] = true
 	}
-	type add struct{ dst, src string }
+	type add struct {
+		dst, src string
+		pkg      int // in pkgs, for progress
+	}
 	var adds []add
 	nexcl := 0
-	for _, p := range pkgs {
+	t.progress(PhaseFiles, 0, len(pkgs))
+	for i, p := range pkgs {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -43,7 +47,7 @@ func (t *Tree) AddPackages(ctx context.Context, db backends.DB, pkgs []*backends
 				nexcl++
 				continue
 			}
-			adds = append(adds, add{dst, f.Source})
+			adds = append(adds, add{dst, f.Source, i})
 		}
 	}
 	srcs := make([]string, len(adds))
@@ -51,11 +55,15 @@ func (t *Tree) AddPackages(ctx context.Context, db backends.DB, pkgs []*backends
 		srcs[i] = a.src
 	}
 	t.warm(ctx, srcs)
-	for _, a := range adds {
+	for i, a := range adds {
 		if err := t.Add(a.dst, a.src); err != nil {
 			return err
 		}
+		if i+1 == len(adds) || adds[i+1].pkg != a.pkg {
+			t.progress(PhaseFiles, a.pkg+1, len(pkgs))
+		}
 	}
+	t.progress(PhaseFiles, len(pkgs), len(pkgs))
 	t.logf(1, "%d package files, %d after excludefiles", len(adds)+nexcl, len(adds))
 	return nil
 }

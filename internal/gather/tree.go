@@ -37,6 +37,22 @@ type Options struct {
 	Clamp bool
 	// Log receives messages; level 0 are warnings.
 	Log func(level int, msg string)
+	// Progress, if set, is told how many of the packages a long step
+	// (PhaseFiles, PhaseFirstboot) has done: 0 at its start, then after
+	// each package.
+	Progress func(phase string, done, total int64)
+}
+
+// Phases that Options.Progress is told of.
+const (
+	PhaseFiles     = "gathering package files"
+	PhaseFirstboot = "saving first-boot scripts"
+)
+
+func (t *Tree) progress(phase string, done, total int) {
+	if t.opt.Progress != nil {
+		t.opt.Progress(phase, int64(done), int64(total))
+	}
 }
 
 // Tree turns paths of a tree into entries of one manifest.

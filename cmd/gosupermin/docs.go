@@ -1,0 +1,409 @@
+package main
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+)
+
+// The documentation of the command: --help, the man page gosupermin(1)
+// (docs/gosupermin.1) and the bash completion (docs/gosupermin.bash) are
+// all generated from the tables below and the option table, so that they
+// list the same options; `make man` regenerates the committed files and
+// a test fails when they are stale.
+//
+// Texts use a light markup: **bold** for what is typed as it is (option
+// names, commands), __italic__ for what stands for something else
+// (arguments). --help shows them plain.
+
+// optionDoc documents one option of the option table, by its first name.
+type optionDoc struct {
+	name string
+	// arg names the option's argument ("DIR"); "" for a flag.
+	arg string
+	// mode says the option chooses what gosupermin does.
+	mode bool
+	// compat says the option is accepted and ignored.
+	compat bool
+	// hidden options are refused and documented nowhere (supermin 4's).
+	hidden bool
+	// values are the words the argument may be, for the completion;
+	// complete is "dir" or "file" for an argument that names one.
+	values   []string
+	complete string
+	// help is one line for --help and the man page; man adds to it in
+	// the man page.
+	help, man string
+}
+
+// optionDocs are in the order --help and the man page list them.
+var optionDocs = []optionDoc{
+	{name: "--prepare", mode: true,
+		help: "record package roots and their config files in a supermin.d",
+		man: "Resolves the closure of each __PACKAGE__ in the package database and writes __OUTPUT__**/packages** " +
+			"(the roots, a few bytes) and __OUTPUT__**/base.tar.gz** (the config files of the whole closure, as they are on " +
+			"this machine). A package that is not installed is an error."},
+	{name: "--build", mode: true,
+		help: "build an appliance from supermin.d inputs",
+		man: "Reads each __INPUT__ (a supermin.d directory or file, see **THE SUPERMIN.D FORMAT**), resolves the roots' " +
+			"closure against this machine's package database at the last moment, gathers the packages' files and writes " +
+			"the appliance in the format **-f** names. A root that is not installed is skipped with a warning. " +
+			"__OUTPUT__ is built beside itself and swapped in whole: a failure or an interrupt leaves the previous output as it was."},
+	{name: "--list-drivers", mode: true, help: "list the package-database drivers, each detected or not-detected, and exit"},
+	{name: "-V", mode: true, help: "print the version and exit",
+		man: "libguestfs's configure reads the second field of \"gosupermin 5.3.99 (supermin 5 compatible)\"."},
+	{name: "-h", mode: true, help: "print this help and exit"},
+
+	{name: "-o", arg: "DIR", complete: "dir", help: "output directory (required by --prepare and --build)"},
+	{name: "-f", arg: "FORMAT", values: []string{"chroot", "ext2", "cpio", "fs", "filesystem"},
+		help: "output format of --build: chroot (also fs, filesystem), ext2 or cpio", man: "See **OUTPUT FORMATS**."},
+	{name: "--root", arg: "DIR", complete: "dir",
+		help: "use the package database and files of the tree DIR instead of /",
+		man:  "The tree may be one that mmdebstrap, dnf --installroot or pacstrap made. Its symlinks never lead outside it."},
+	{name: "--size", arg: "SIZE", help: "size of the ext2 image: a number and b, K, M or G (default 4G)",
+		man: "The image is sparse: only what the appliance holds takes space."},
+	{name: "--copy-kernel", help: "copy the kernel into the output instead of linking to it"},
+	{name: "--host-cpu", arg: "ARCH", help: "prefer kernels for the CPU model ARCH (/boot/vmlinu?-*-ARCH)"},
+	{name: "--compress", arg: "METHOD", values: []string{"zstd", "gzip", "none"},
+		help: "compression of the cpio initramfs: zstd (default), gzip or none"},
+	{name: "--firstboot",
+		help: "save the packages' maintainer scripts and run them on the appliance's first boot",
+		man: "They are saved under **/usr/lib/gosupermin/firstboot/** in dependency order with a runner that the init " +
+			"runs before the appliance's own; **gosupermin.firstboot=0** on the kernel command line skips it. Without " +
+			"**--firstboot** nothing is saved or run, as with supermin 5."},
+	{name: "--include-packagelist", help: "write /packagelist in the appliance: the full names of the closure's packages"},
+	{name: "--if-newer",
+		help: "do nothing when OUTPUT is newer than every input file and the package database",
+		man:  "Only file times are compared (an edit inside a supermin.d counts); libguestfs asks at every launch."},
+	{name: "--lock", arg: "FILE", complete: "file", help: "serialise runs on FILE (an fcntl lock, as supermin's)"},
+	{name: "--sbom", arg: "FILE", complete: "file",
+		help: "with --build, write an SPDX 2.3 JSON bill of materials of the appliance to FILE",
+		man:  "See **BILL OF MATERIALS**."},
+	{name: "-v", help: "more messages (repeat for more)"},
+
+	{name: "--use-installed", compat: true, help: "accepted and ignored: gosupermin never downloads packages"},
+	{name: "--packager-config", arg: "FILE", compat: true, complete: "file", help: "accepted and ignored, as --use-installed"},
+	{name: "--dtb", arg: "GLOB", compat: true, help: "accepted and ignored (obsolete in supermin 5 too)"},
+
+	{name: "--names", hidden: true},
+}
+
+// envDocs are the environment variables gosupermin reads (env.go).
+var envDocs = []struct{ name, help string }{
+	{"SUPERMIN_KERNEL", "the kernel image to use, instead of searching /lib/modules/*/vmlinuz and /boot/vmlinu?-*"},
+	{"SUPERMIN_KERNEL_VERSION", "the release of SUPERMIN_KERNEL, when its header does not tell it"},
+	{"SUPERMIN_MODULES", "the kernel's module directory, instead of /lib/modules/RELEASE"},
+	{"SOURCE_DATE_EPOCH", "seconds since 1970: the time of made-up timestamps and of the bill of materials (reproducible builds)"},
+	{"GOSUPERMIN_INIT", "the static init program of the initrd (default: gosupermin itself)"},
+	{"GOSUPERMIN_ROOT_UUID", "the ext2 root's UUID, or \"random\" (default: derived from the content)"},
+	{"TERM", "\"dumb\" turns the progress line off"},
+}
+
+// Exit statuses.
+const (
+	exitOK    = 0
+	exitError = 1
+	exitUsage = 2
+)
+
+var exitDocs = []struct {
+	code int
+	help string
+}{
+	{exitOK, "success, also when --if-newer finds nothing to do"},
+	{exitError, "an error, told in one line: \"gosupermin: FILE: problem\""},
+	{exitUsage, "a bad command line"},
+}
+
+// synopsis are the ways to call gosupermin.
+var synopsis = [][2]string{
+	{"--prepare", "__PACKAGE__... **-o** __SUPERMIN.D__"},
+	{"--build", "**-f** **chroot**|**ext2**|**cpio** [__OPTION__...] __INPUT__... **-o** __OUTPUT__"},
+	{"--list-drivers", ""},
+	{"--version", ""},
+	{"--help", ""},
+}
+
+// manSections are the man page's prose, after OPTIONS and ENVIRONMENT's
+// place is given by name. Paragraphs are separated by blank lines; a
+// line starting with "$ " is an example command; "* TERM: text" is a
+// tagged paragraph.
+var manSections = []struct{ title, text string }{
+	{"DESCRIPTION", `**gosupermin** builds supermin appliances: small Linux systems made of the packages installed on the build machine, for libguestfs and tools like it. It is a drop-in successor of **supermin**(1) 5: the same command line, the same supermin.d format and the same output layout. It reads the package database (dpkg, rpm or pacman) in process, runs no subprocess, needs no root, and replaces its output atomically and reproducibly.
+
+The first step, **--prepare**, runs on a central build machine and writes a supermin.d of a few kilobytes. The second, **--build**, runs on the user's machine, offline, as any user: the appliance gets the packages as that machine has them, with every security update it has.`},
+	{"MODES", ""},
+	{"OPTIONS", ""},
+	{"OUTPUT FORMATS", `* **chroot**: __OUTPUT__ is the tree itself: **chroot** __OUTPUT__ **/bin/bash** works. Device nodes and owners are made only as root.
+* **ext2**: __OUTPUT__ holds **kernel** (the host kernel, linked or copied), **initrd** (an uncompressed cpio with gosupermin's init and the modules that mount the root) and **root** (a sparse ext2 image of **--size** bytes, with the kernel's whole module directory). Adding an empty **README.fixed** makes it a fixed appliance for libguestfs.
+* **cpio**: __OUTPUT__ holds **kernel** and **initrd**, the whole appliance as one compressed initramfs (**--compress**) with gosupermin's init as **/init**.`},
+	{"THE SUPERMIN.D FORMAT", `An input of **--build** is a file or a directory, walked recursively with names sorted. Each file's kind comes from its content, never its name:
+
+* gzip or xz wrapping a tar, or a plain tar: a base image, unpacked over the package files in input order. Absolute names, ".." and entries under a symlink of the archive are refused.
+* first byte "/": hostfiles, glob(7) patterns of host files to add (a directory adds itself, not its contents).
+* first byte "-": excludefiles, "-PATTERN" with fnmatch(3) patterns where "*" also matches "/", for package files only.
+* first byte alphanumeric: packages, the roots, one a line.
+* empty: ignored.
+
+Anything else is an error naming the file.`},
+	{"BILL OF MATERIALS", `With **--sbom** __FILE__, **--build** writes an SPDX 2.3 JSON document that scanners such as syft, grype and trivy read. The document DESCRIBES the appliance, which CONTAINS one package for each package of the closure: its name, version, supplier (Maintainer, Vendor or Packager), declared licence as an SPDX expression (rpm's License, pacman's license, or the machine-readable /usr/share/doc/PACKAGE/copyright of a Debian package; NOASSERTION when there is none) and its package URL (pkg:deb, pkg:rpm or pkg:alpm, named for the distribution of the tree's os-release). Each package DEPENDS_ON the packages the resolver chose for its relations. The bootable formats add the kernel, as the package that installed it when one did.
+
+__FILE__ is written beside the output, never inside it, replaced atomically and only when the build succeeds. With **SOURCE_DATE_EPOCH** two builds give the same bytes: the creation time is that epoch and the document namespace is derived from the content.`},
+	{"PROGRESS", `When standard error is a terminal, the long phases of a build (gathering the packages' files, saving first-boot scripts, writing the image or the tree, compressing the initramfs) show one line with what is done of the total, packages or bytes, which disappears when the phase ends. Messages of **-v** still come out whole. Nothing of it is written when standard error is not a terminal (logs stay clean) or **TERM** is "dumb".`},
+	{"ENVIRONMENT", ""},
+	{"EXIT STATUS", ""},
+	{"EXAMPLES", `On a build machine, record an appliance of bash and coreutils:
+
+$ gosupermin --prepare bash coreutils -o supermin.d
+
+On the user's machine, build it as an ext2 appliance for libguestfs, with a bill of materials:
+
+$ gosupermin --build -f ext2 supermin.d -o appliance.d --sbom appliance.spdx.json
+
+Build from a tree made by mmdebstrap, reproducibly, and boot it:
+
+$ SOURCE_DATE_EPOCH=1700000000 gosupermin --build -f cpio --root tree supermin.d -o appliance.d
+$ qemu-system-x86_64 -nographic -kernel appliance.d/kernel -initrd appliance.d/initrd -append console=ttyS0`},
+	{"SEE ALSO", `**supermin**(1), **guestfish**(1), **libguestfs-test-tool**(1), **mmdebstrap**(1)`},
+}
+
+var markupRE = regexp.MustCompile(`\*\*(.+?)\*\*|__(.+?)__`)
+
+// plain strips the markup.
+func plain(s string) string { return markupRE.ReplaceAllString(s, "$1$2") }
+
+// roffText escapes s for roff and turns the markup into fonts.
+func roffText(s string) string {
+	esc := strings.NewReplacer(`\`, `\e`, "-", `\-`, "'", `\(aq`, `"`, `\(dq`).Replace
+	var b strings.Builder
+	last := 0
+	for _, m := range markupRE.FindAllStringSubmatchIndex(s, -1) {
+		b.WriteString(esc(s[last:m[0]]))
+		if m[2] >= 0 {
+			b.WriteString(`\fB` + esc(s[m[2]:m[3]]) + `\fR`)
+		} else {
+			b.WriteString(`\fI` + esc(s[m[4]:m[5]]) + `\fR`)
+		}
+		last = m[1]
+	}
+	b.WriteString(esc(s[last:]))
+	out := b.String()
+	if strings.HasPrefix(out, ".") {
+		out = `\&` + out // not a request
+	}
+	return out
+}
+
+// names are the option's names as --help and the man page show them:
+// the option table's, less the single-dash long spellings kept for
+// supermin 5 ("-help").
+func (d optionDoc) names() []string {
+	var out []string
+	for _, n := range optionNames(d.name) {
+		if strings.HasPrefix(n, "--") || len(n) == 2 {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// optionNames are the names of the option table's option whose first
+// name is name.
+func optionNames(name string) []string {
+	for _, o := range options {
+		if o.names[0] == name {
+			return o.names
+		}
+	}
+	return nil
+}
+
+// usage is the text of --help.
+func usage() string {
+	var b strings.Builder
+	b.WriteString("gosupermin - build supermin appliances (supermin 5 compatible)\n\nUsage:\n")
+	for _, s := range synopsis {
+		fmt.Fprintf(&b, "  %s\n", strings.TrimSpace("gosupermin "+s[0]+" "+plain(s[1])))
+	}
+	section := func(title string, keep func(optionDoc) bool) {
+		fmt.Fprintf(&b, "\n%s:\n", title)
+		for _, d := range optionDocs {
+			if d.hidden || !keep(d) {
+				continue
+			}
+			left := strings.Join(d.names(), ", ")
+			if d.arg != "" {
+				left += " " + d.arg
+			}
+			if len(left) > 25 {
+				fmt.Fprintf(&b, "  %s\n%28s", left, "")
+			} else {
+				fmt.Fprintf(&b, "  %-26s", left)
+			}
+			fmt.Fprintf(&b, "%s\n", plain(d.help))
+		}
+	}
+	section("Modes", func(d optionDoc) bool { return d.mode })
+	section("Options", func(d optionDoc) bool { return !d.mode && !d.compat })
+	section("Accepted for supermin 5 compatibility", func(d optionDoc) bool { return d.compat })
+	b.WriteString("\nEnvironment:\n")
+	for _, e := range envDocs {
+		fmt.Fprintf(&b, "  %-26s%s\n", e.name, e.help)
+	}
+	b.WriteString("\nExit status:\n")
+	for _, e := range exitDocs {
+		fmt.Fprintf(&b, "  %-26d%s\n", e.code, e.help)
+	}
+	b.WriteString("\nMore in gosupermin(1): output formats, the supermin.d format, the bill of materials.\n")
+	return b.String()
+}
+
+// manPage is gosupermin(1) in roff (man(7) macros).
+func manPage() string {
+	var b strings.Builder
+	line := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+	line(`.\" gosupermin(1): generated from cmd/gosupermin/docs.go by "make man"; do not edit.`)
+	line(`.TH GOSUPERMIN 1 "" "gosupermin %s" "User Commands"`, Version)
+	line(".nh") // no hyphenation: option names and paths stay whole
+	line(".SH NAME")
+	line(`gosupermin \- build supermin appliances (supermin 5 compatible)`)
+	line(".SH SYNOPSIS")
+	for i, s := range synopsis {
+		if i > 0 {
+			line(".br")
+		}
+		line("%s", roffText(strings.TrimSpace("**gosupermin** **"+s[0]+"** "+s[1])))
+	}
+	options := func(keep func(optionDoc) bool) {
+		for _, d := range optionDocs {
+			if d.hidden || !keep(d) {
+				continue
+			}
+			var tag []string
+			for _, n := range d.names() {
+				t := "**" + n + "**"
+				if d.arg != "" {
+					t += " __" + d.arg + "__"
+				}
+				tag = append(tag, t)
+			}
+			line(".TP")
+			line("%s", roffText(strings.Join(tag, ", ")))
+			text := strings.ToUpper(d.help[:1]) + d.help[1:] + "."
+			if d.man != "" {
+				text += " " + d.man
+			}
+			line("%s", roffText(text))
+		}
+	}
+	for _, s := range manSections {
+		line(".SH %s", s.title)
+		switch s.title {
+		case "MODES":
+			options(func(d optionDoc) bool { return d.mode })
+			continue
+		case "OPTIONS":
+			options(func(d optionDoc) bool { return !d.mode && !d.compat })
+			line(".PP")
+			line("Accepted and ignored, for supermin 5 compatibility:")
+			options(func(d optionDoc) bool { return d.compat })
+			continue
+		case "ENVIRONMENT":
+			for _, e := range envDocs {
+				line(".TP")
+				line(`\fB%s\fR`, roffText(e.name))
+				line("%s", roffText(strings.ToUpper(e.help[:1])+e.help[1:]+"."))
+			}
+			continue
+		case "EXIT STATUS":
+			for _, e := range exitDocs {
+				line(".TP")
+				line("%d", e.code)
+				line("%s", roffText(strings.ToUpper(e.help[:1])+e.help[1:]+"."))
+			}
+			continue
+		}
+		for i, para := range strings.Split(s.text, "\n\n") {
+			if i > 0 && !strings.HasPrefix(para, "* ") && !strings.HasPrefix(para, "$ ") {
+				line(".PP")
+			}
+			switch {
+			case strings.HasPrefix(para, "$ "):
+				line(".PP")
+				line(".RS 4")
+				line(".nf")
+				for _, l := range strings.Split(para, "\n") {
+					line("%s", roffText(l))
+				}
+				line(".fi")
+				line(".RE")
+			case strings.HasPrefix(para, "* "):
+				for _, item := range strings.Split(para, "\n") {
+					tag, text, _ := strings.Cut(strings.TrimPrefix(item, "* "), ": ")
+					line(".TP")
+					line("%s", roffText(tag))
+					line("%s", roffText(strings.ToUpper(text[:1])+text[1:]))
+				}
+			default:
+				line("%s", roffText(para))
+			}
+		}
+	}
+	return b.String()
+}
+
+// bashCompletion completes the options, the words some arguments may
+// be, and file or directory names.
+func bashCompletion() string {
+	var words, dirs, files, free []string
+	var values []string
+	for _, d := range optionDocs {
+		if d.hidden {
+			continue
+		}
+		names := d.names()
+		words = append(words, names...)
+		switch {
+		case len(d.values) > 0:
+			values = append(values, fmt.Sprintf("\t%s)\n\t\tCOMPREPLY=($(compgen -W '%s' -- \"$cur\"))\n\t\treturn ;;",
+				strings.Join(names, "|"), strings.Join(d.values, " ")))
+		case d.complete == "dir":
+			dirs = append(dirs, names...)
+		case d.complete == "file":
+			files = append(files, names...)
+		case d.arg != "":
+			free = append(free, names...)
+		}
+	}
+	slices.Sort(words)
+	var b strings.Builder
+	b.WriteString(`# bash completion for gosupermin(1); generated from cmd/gosupermin/docs.go by "make man".
+_gosupermin() {
+	local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]}
+	COMPREPLY=()
+	case $prev in
+`)
+	for _, v := range values {
+		b.WriteString(v + "\n")
+	}
+	for _, arm := range []struct {
+		names []string
+		do    string
+	}{{dirs, "COMPREPLY=($(compgen -d -- \"$cur\"))\n\t\t"}, {files, "COMPREPLY=($(compgen -f -- \"$cur\"))\n\t\t"}, {free, ""}} {
+		if len(arm.names) > 0 { // an empty pattern is a syntax error
+			fmt.Fprintf(&b, "\t%s)\n\t\t%sreturn ;;\n", strings.Join(arm.names, "|"), arm.do)
+		}
+	}
+	fmt.Fprintf(&b, `	esac
+	if [[ $cur == -* ]]; then
+		COMPREPLY=($(compgen -W '%s' -- "$cur"))
+		return
+	fi
+	# Inputs of --build and outputs are files and directories.
+	COMPREPLY=($(compgen -f -- "$cur"))
+}
+complete -o filenames -F _gosupermin gosupermin
+`, strings.Join(words, " "))
+	return b.String()
+}

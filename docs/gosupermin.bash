@@ -1,0 +1,28 @@
+# bash completion for gosupermin(1); generated from cmd/gosupermin/docs.go by "make man".
+_gosupermin() {
+	local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]}
+	COMPREPLY=()
+	case $prev in
+	-f|--format)
+		COMPREPLY=($(compgen -W 'chroot ext2 cpio fs filesystem' -- "$cur"))
+		return ;;
+	--compress)
+		COMPREPLY=($(compgen -W 'zstd gzip none' -- "$cur"))
+		return ;;
+	-o|--root)
+		COMPREPLY=($(compgen -d -- "$cur"))
+		return ;;
+	--lock|--sbom|--packager-config)
+		COMPREPLY=($(compgen -f -- "$cur"))
+		return ;;
+	--size|--host-cpu|--dtb)
+		return ;;
+	esac
+	if [[ $cur == -* ]]; then
+		COMPREPLY=($(compgen -W '--build --compress --copy-kernel --dtb --firstboot --format --help --host-cpu --if-newer --include-packagelist --list-drivers --lock --packager-config --prepare --root --sbom --size --use-installed --verbose --version -V -f -h -o -v' -- "$cur"))
+		return
+	fi
+	# Inputs of --build and outputs are files and directories.
+	COMPREPLY=($(compgen -f -- "$cur"))
+}
+complete -o filenames -F _gosupermin gosupermin
