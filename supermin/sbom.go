@@ -15,8 +15,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/gosupermin/gosupermin/appliance/kernel"
+	"github.com/gosupermin/gosupermin/appliance/sbom"
 	"github.com/gosupermin/gosupermin/backends"
-	"github.com/gosupermin/gosupermin/sbom"
 )
 
 // SBOM asks Build for a software bill of materials: an SPDX 2.3 JSON
