@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -85,7 +86,7 @@ func write(ctx context.Context, dir string, entries []*appliance.Entry, opt Opti
 		}
 	}
 	var skippedDevs, skippedXattrs atomic.Int64
-	err := parallel(ctx, others, func(e *appliance.Entry) error {
+	err := parallel(ctx, byDirectory(others), func(e *appliance.Entry) error {
 		p := host(e)
 		var err error
 		switch e.Kind {
@@ -151,33 +152,55 @@ func write(ctx context.Context, dir string, entries []*appliance.Entry, opt Opti
 // workers is how many entries are written at once.
 const workers = 8
 
-// parallel calls f for each entry from a few goroutines and returns the
-// first error; after an error or a cancellation no new entry is started.
-func parallel(ctx context.Context, entries []*appliance.Entry, f func(*appliance.Entry) error) error {
+// byDirectory groups entries by the directory that holds them, in order.
+func byDirectory(entries []*appliance.Entry) [][]*appliance.Entry {
+	var groups [][]*appliance.Entry
+	index := map[string]int{}
+	for _, e := range entries {
+		d := path.Dir(e.Path)
+		i, ok := index[d]
+		if !ok {
+			i = len(groups)
+			index[d] = i
+			groups = append(groups, nil)
+		}
+		groups[i] = append(groups[i], e)
+	}
+	return groups
+}
+
+// parallel calls f for each entry from a few goroutines, a directory's
+// entries from one of them: creating entries in one directory takes its
+// lock, and workers contending for it spin in the kernel rather than
+// create. It returns the first error; after an error or a cancellation no
+// new entry is started.
+func parallel(ctx context.Context, groups [][]*appliance.Entry, f func(*appliance.Entry) error) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	work := make(chan *appliance.Entry)
+	work := make(chan []*appliance.Entry)
 	var wg sync.WaitGroup
 	for i := 0; i < workers; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for e := range work {
-				// The feeder's select may still hand out work after
-				// the end.
-				if ctx.Err() != nil {
-					continue
-				}
-				if err := f(e); err != nil {
-					cancel(err)
+			for g := range work {
+				for _, e := range g {
+					// The feeder's select may still hand out work after
+					// the end.
+					if ctx.Err() != nil {
+						break
+					}
+					if err := f(e); err != nil {
+						cancel(err)
+					}
 				}
 			}
 		}()
 	}
 feed:
-	for _, e := range entries {
+	for _, g := range groups {
 		select {
-		case work <- e:
+		case work <- g:
 		case <-ctx.Done():
 			break feed
 		}
