@@ -17,8 +17,30 @@ SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 all: build
 
-build:
+build: inits
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN) ./cmd/gosupermin
+
+# --- Architectures: the init program of each (cmd/gosupermin-init, pure Go
+# cross-builds), as bin/init-ARCH beside bin/gosupermin, where it finds them;
+# installed as PREFIX/lib/gosupermin/init-ARCH. INIT_ARCHES is appliance/arch's
+# table (a test checks it). The arm64 boot test builds a Debian tree with
+# mmdebstrap under qemu-user and boots it with qemu-system-aarch64.
+INIT_ARCHES := amd64 arm64 riscv64 ppc64le s390x
+INITS       := $(INIT_ARCHES:%=bin/init-%)
+PREFIX      ?= /usr/local
+DEBS        += mmdebstrap arch-test qemu-user-static binfmt-support qemu-system-arm
+
+.PHONY: inits install-inits FORCE
+inits: $(INITS)
+
+# go build decides whether an init is up to date.
+bin/init-%: FORCE
+	CGO_ENABLED=0 GOOS=linux GOARCH=$* $(GO) build -trimpath -ldflags='-s -w' -o $@ ./cmd/gosupermin-init
+
+install-inits: inits
+	install -d $(DESTDIR)$(PREFIX)/lib/gosupermin
+	install -m 0755 $(INITS) $(DESTDIR)$(PREFIX)/lib/gosupermin/
+# --- end of architectures
 
 # Installs only what is missing, so a second run costs nothing.
 deps:
