@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gosupermin/gosupermin/appliance"
+	"github.com/gosupermin/gosupermin/appliance/arch"
 	"github.com/gosupermin/gosupermin/backends"
 	"github.com/gosupermin/gosupermin/internal/baseimage"
 	"github.com/gosupermin/gosupermin/internal/gather"
@@ -144,7 +145,8 @@ func (o *BuildOptions) gather(ctx context.Context, tree *rootfs.FS, root string)
 	if err != nil {
 		return nil, err
 	}
-	made := &Appliance{Packages: cl.Packages, Root: root, Epoch: o.Epoch, Clamp: !o.Epoch.IsZero(), opt: &o.Options, tree: tree}
+	made := &Appliance{Packages: cl.Packages, Root: root, Epoch: o.Epoch, Clamp: !o.Epoch.IsZero(), opt: &o.Options, tree: tree,
+		dbArch: arch.Source{What: fmt.Sprintf("the package database (%s) of %s", driver, root), Name: db.NativeArch()}}
 	defer func() {
 		if err != nil {
 			made.close() // the spool

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gosupermin/gosupermin/appliance"
+	"github.com/gosupermin/gosupermin/appliance/arch"
 	"github.com/gosupermin/gosupermin/appliance/chroot"
 	"github.com/gosupermin/gosupermin/backends"
 	"github.com/gosupermin/gosupermin/internal/rootfs"
@@ -44,6 +45,7 @@ type Appliance struct {
 
 	opt        *Options
 	tree       *rootfs.FS
+	dbArch     arch.Source    // the package database's architecture
 	closers    []func() error // what the build closes when it ends
 	unreadable []string
 	reported   bool
@@ -121,4 +123,4 @@ func writeFile(p string, write func(*os.File) error) error {
 }
 
 // errNoInit is returned by the bootable formats without an init program.
-var errNoInit = errors.New("no init program given for the initrd (Boot.Init)")
+var errNoInit = errors.New("no init program given for the initrd (Boot.Init or Boot.FindInit)")

@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/gosupermin/gosupermin/appliance/arch"
 	"github.com/gosupermin/gosupermin/appliance/ext2"
 	"github.com/gosupermin/gosupermin/appliance/initproc"
 	"github.com/gosupermin/gosupermin/appliance/kernel"
@@ -40,6 +41,8 @@ Options:
   --host-cpu ARCH          prefer kernels for this CPU model
   --compress zstd|gzip|none  compression of the cpio initramfs (default zstd)
   --firstboot              save maintainer scripts and run them on first boot
+  --init FILE              the initrd's init program (a static binary of the
+                           appliance's architecture; default: found, see below)
   --include-packagelist    write /packagelist in the appliance
   --if-newer               do nothing if OUTPUT is newer than every input
   --lock FILE              serialise concurrent runs on FILE
@@ -53,7 +56,15 @@ Options:
 Environment:
   SUPERMIN_KERNEL, SUPERMIN_KERNEL_VERSION, SUPERMIN_MODULES  choose the kernel
   SOURCE_DATE_EPOCH        time of every made-up timestamp (reproducible builds)
-  GOSUPERMIN_INIT          static init binary for the initrd (default: this program)
+  GOSUPERMIN_INIT          the init program, as --init (which wins)
+
+The init program of an appliance of architecture ARCH (amd64, arm64, riscv64,
+ppc64le, s390x: from the package database and the kernel) is the first of:
+--init, GOSUPERMIN_INIT, init-ARCH beside this program (bin/ after make build),
+../lib/gosupermin/init-ARCH from it (an install), linux_ARCH/gosupermin-init
+beside it (a cross go install), /usr/local/lib/gosupermin/init-ARCH,
+/usr/lib/gosupermin/init-ARCH, and for this machine's architecture this
+program itself.
   GOSUPERMIN_ROOT_UUID     ext2 UUID: "random" or a UUID (default: derived from the content)
 `
 
@@ -163,18 +174,22 @@ func (c *cli) formatOf(env environment) (supermin.Format, error) {
 	if c.format == "chroot" {
 		return supermin.Chroot{}, nil
 	}
-	init := env.init
-	if init == "" {
-		// The init in the initrd is this very program (see appliance/initproc).
-		exe, err := os.Executable()
-		if err != nil {
-			return nil, fmt.Errorf("find the gosupermin executable for the initrd's init: %w", err)
-		}
-		init = exe
-	}
 	boot := supermin.Boot{
 		Kernel:     kernel.Options{HostCPU: c.hostCPU, Kernel: env.kernel, Version: env.kernelVersion, Modules: env.modules},
-		CopyKernel: c.copyKernel, Init: init,
+		CopyKernel: c.copyKernel, Init: c.init,
+	}
+	if boot.Init == "" {
+		boot.Init = env.init
+	}
+	if boot.Init == "" {
+		// Searched once the build knows the appliance's architecture.
+		boot.FindInit = func(target *arch.Arch) (string, error) {
+			exe, err := os.Executable()
+			if err != nil {
+				exe = "" // only the system directories, then
+			}
+			return arch.FindInit(target, exe)
+		}
 	}
 	if c.format == "cpio" {
 		return &supermin.CPIO{Boot: boot, Compress: c.compress}, nil
@@ -199,6 +214,12 @@ func explain(err error, c *cli) error {
 		return fmt.Errorf("%w, or set SUPERMIN_MODULES", err)
 	case errors.Is(err, kernel.ErrUnreadable):
 		return fmt.Errorf("%w, or set SUPERMIN_KERNEL to a readable copy", err)
+	case errors.Is(err, arch.ErrNoInit):
+		return fmt.Errorf("%w; then give it with --init FILE (or GOSUPERMIN_INIT=FILE), or put it where gosupermin looks", err)
+	case errors.Is(err, arch.ErrInitArch):
+		return fmt.Errorf("%w, and give it with --init FILE (or GOSUPERMIN_INIT=FILE)", err)
+	case errors.Is(err, arch.ErrMismatch) && c.hostCPU != "":
+		return fmt.Errorf("%w (the host CPU is --host-cpu's)", err)
 	}
 	return err
 }

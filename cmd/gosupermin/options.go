@@ -29,6 +29,7 @@ type cli struct {
 	includePackageList bool
 	compress           string
 	firstboot          bool
+	init               string
 	args               []string
 }
 
@@ -43,7 +44,7 @@ func flag(f func(c *cli)) func(*cli, string) error {
 }
 
 // options are supermin 5's, with gosupermin's own additions (--root,
-// --compress, --firstboot).
+// --compress, --firstboot, --init).
 var options = []option{
 	{[]string{"--build"}, false, func(c *cli, _ string) error { return c.setMode("build") }},
 	{[]string{"--prepare"}, false, func(c *cli, _ string) error { return c.setMode("prepare") }},
@@ -95,6 +96,13 @@ var options = []option{
 		return usageError{fmt.Sprintf("--compress %q: use zstd, gzip or none", v)}
 	}},
 	{[]string{"--firstboot"}, false, flag(func(c *cli) { c.firstboot = true })},
+	{[]string{"--init"}, true, func(c *cli, v string) error {
+		if v == "" {
+			return usageError{"--init needs a file"}
+		}
+		c.init = v
+		return nil
+	}},
 }
 
 func (c *cli) setMode(m string) error {
