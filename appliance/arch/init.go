@@ -96,8 +96,8 @@ func (e *InitNotFoundError) Error() string {
 	if e.Self != "" {
 		fmt.Fprintf(&b, " (%s)", e.Self)
 	}
-	fmt.Fprintf(&b, ". Make one: `make build` in a checkout of gosupermin writes bin/%s; or %s (it lands beside a go-installed gosupermin, in GOPATH/bin/linux_%s/); or anywhere with: %s",
-		e.Arch.InitName(), e.Arch.InstallInitCommand(), e.Arch.Name, e.Arch.BuildInitCommand(e.Arch.InitName()))
+	fmt.Fprintf(&b, ". Make one: `make build` in a checkout of gosupermin writes bin/%s (or there: %s); or %s puts it in GOPATH/bin/linux_%s/, where a go-installed gosupermin looks",
+		e.Arch.InitName(), e.Arch.BuildInitCommand(e.Arch.InitName()), e.Arch.InstallInitCommand(), e.Arch.Name)
 	return b.String()
 }
 

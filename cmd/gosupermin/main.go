@@ -219,7 +219,7 @@ func explain(err error, c *cli) error {
 	case errors.Is(err, arch.ErrInitArch):
 		return fmt.Errorf("%w, and give it with --init FILE (or GOSUPERMIN_INIT=FILE)", err)
 	case errors.Is(err, arch.ErrMismatch) && c.hostCPU != "":
-		return fmt.Errorf("%w (the host CPU is --host-cpu's)", err)
+		return fmt.Errorf("%w (the host CPU asked for is --host-cpu %s)", err, c.hostCPU)
 	}
 	return err
 }
