@@ -175,6 +175,16 @@ func Native() *Arch {
 
 func (a *Arch) String() string { return a.Name }
 
+// KernelGlob is the file name pattern of Debian's kernels for it, under
+// /boot: "vmlinuz-*-arm64".
+func (a *Arch) KernelGlob() string {
+	prefix := "vmlinuz"
+	if a.Image == ELFImage {
+		prefix = "vmlinux"
+	}
+	return prefix + "-*-" + a.Kernels[0]
+}
+
 // InitName is the file name of this architecture's init program in the
 // places gosupermin looks for it: init-NAME.
 func (a *Arch) InitName() string { return "init-" + a.Name }

@@ -308,3 +308,19 @@ func TestArgs(t *testing.T) {
 		t.Errorf("s390x: %s", got)
 	}
 }
+
+// TestREADME: the README's table of architectures is this table.
+func TestREADME(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range All() {
+		row := "| " + strings.Join([]string{a.Name, a.Debian, strings.Join(a.RPM, " ") + ", " + strings.Join(a.Pacman, " "), a.Uname,
+			"`" + a.KernelGlob() + "`", a.Image.String(), a.Console, a.Qemu.Binary, a.Qemu.Machine, a.Qemu.CPU, a.Qemu.Disk}, " | ") + " |"
+		row = strings.ReplaceAll(row, "|  |", "| |")
+		if !bytes.Contains(readme, []byte("\n"+row+"\n")) {
+			t.Errorf("README.md has no row\n%s", row)
+		}
+	}
+}
