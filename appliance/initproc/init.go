@@ -1,6 +1,7 @@
 // Package initproc is gosupermin's init: the program the kernel runs from
-// the initrd. It is the gosupermin binary itself (static, CGO_ENABLED=0),
-// which becomes init when it runs as /init, process 1.
+// the initrd. It is cmd/gosupermin-init, built for the appliance's
+// architecture (bin/init-ARCH), or the gosupermin binary itself (static,
+// CGO_ENABLED=0), which becomes init when it runs as /init, process 1.
 //
 // What it does:
 //

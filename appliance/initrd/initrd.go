@@ -3,7 +3,7 @@
 //
 // Layout, the same for both formats:
 //
-//	/init                          our init: the static gosupermin binary
+//	/init                          our init (appliance/initproc), static, of the appliance's architecture
 //	/.gosupermin/config            "key=value" lines: format, kernel release
 //	/.gosupermin/modules           load order: one file name of ko/ a line
 //	/.gosupermin/ko/NAME.ko        the modules, decompressed at build time
