@@ -24,11 +24,13 @@ build: inits
 # cross-builds), as bin/init-ARCH beside bin/gosupermin, where it finds them;
 # installed as PREFIX/lib/gosupermin/init-ARCH. INIT_ARCHES is appliance/arch's
 # table (a test checks it). The arm64 boot test builds a Debian tree with
-# mmdebstrap under qemu-user and boots it with qemu-system-aarch64.
+# mmdebstrap under qemu-user and boots it with qemu-system-aarch64; another
+# boots Debian's ppc64el and s390x kernels with qemu-system-ppc64 and -s390x.
 INIT_ARCHES := amd64 arm64 riscv64 ppc64le s390x
 INITS       := $(INIT_ARCHES:%=bin/init-%)
 PREFIX      ?= /usr/local
-DEBS        += mmdebstrap arch-test qemu-user-static binfmt-support qemu-system-arm
+DEBS        += mmdebstrap arch-test qemu-user-static binfmt-support qemu-system-arm \
+               qemu-system-ppc qemu-system-misc
 
 .PHONY: inits install-inits FORCE
 inits: $(INITS)

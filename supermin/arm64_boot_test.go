@@ -105,7 +105,7 @@ func TestBootArm64Debian(t *testing.T) {
 	bin := buildGosupermin(t)
 	// Where make build puts it: bin/init-arm64 beside bin/gosupermin.
 	copyFile(t, crossInit(t, a.Name), filepath.Join(filepath.Dir(bin), a.InitName()), 0o755)
-	root := debianTree(t, mmdebstrap, a, "linux-image-"+a.Debian, "bash", "dash", "coreutils", "util-linux", "kmod", "mount")
+	root := debianTree(t, mmdebstrap, a, a.DebianKernelPackage(), "bash", "dash", "coreutils", "util-linux", "kmod", "mount")
 
 	k, err := kernel.Find(kernel.Options{Root: root, HostCPU: a.Uname})
 	if err != nil {

@@ -185,6 +185,10 @@ func (a *Arch) KernelGlob() string {
 	return prefix + "-*-" + a.Kernels[0]
 }
 
+// DebianKernelPackage is the name of Debian's kernel metapackage for it:
+// "linux-image-arm64".
+func (a *Arch) DebianKernelPackage() string { return "linux-image-" + a.Kernels[0] }
+
 // InitName is the file name of this architecture's init program in the
 // places gosupermin looks for it: init-NAME.
 func (a *Arch) InitName() string { return "init-" + a.Name }
