@@ -57,6 +57,7 @@ Environment:
   SUPERMIN_KERNEL, SUPERMIN_KERNEL_VERSION, SUPERMIN_MODULES  choose the kernel
   SOURCE_DATE_EPOCH        time of every made-up timestamp (reproducible builds)
   GOSUPERMIN_INIT          the init program, as --init (which wins)
+  GOSUPERMIN_ROOT_UUID     ext2 UUID: "random" or a UUID (default: derived from the content)
 
 The init program of an appliance of architecture ARCH (amd64, arm64, riscv64,
 ppc64le, s390x: from the package database and the kernel) is the first of:
@@ -65,7 +66,6 @@ ppc64le, s390x: from the package database and the kernel) is the first of:
 beside it (a cross go install), /usr/local/lib/gosupermin/init-ARCH,
 /usr/lib/gosupermin/init-ARCH, and for this machine's architecture this
 program itself.
-  GOSUPERMIN_ROOT_UUID     ext2 UUID: "random" or a UUID (default: derived from the content)
 `
 
 func main() {
