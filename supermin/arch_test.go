@@ -101,14 +101,15 @@ func dpkgTreeFor(t *testing.T, debArch, foreignArch string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	data = bytes.ReplaceAll(data, []byte("Architecture: amd64\n"), []byte("Architecture: "+debArch+"\n"))
+	// The foreign one first: debArch may be i386.
 	data = bytes.ReplaceAll(data, []byte("Architecture: i386\n"), []byte("Architecture: "+foreignArch+"\n"))
+	data = bytes.ReplaceAll(data, []byte("Architecture: amd64\n"), []byte("Architecture: "+debArch+"\n"))
 	if err := os.WriteFile(status, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	info := filepath.Join(root, "var/lib/dpkg/info")
-	for from, to := range map[string]string{"libm:amd64.list": "libm:" + debArch + ".list", "libm:i386.list": "libm:" + foreignArch + ".list"} {
-		if err := os.Rename(filepath.Join(info, from), filepath.Join(info, to)); err != nil {
+	for _, mv := range [][2]string{{"libm:i386.list", "libm:" + foreignArch + ".list"}, {"libm:amd64.list", "libm:" + debArch + ".list"}} {
+		if err := os.Rename(filepath.Join(info, mv[0]), filepath.Join(info, mv[1])); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -285,5 +286,45 @@ func initrdFile(t *testing.T, p, name string) []byte {
 			}
 			return b
 		}
+	}
+}
+
+// TestBuildArchNotInTable: a tree of an architecture the table lacks
+// (i386) needs the init given; with it the build goes on, with a warning
+// that its architecture is not checked.
+func TestBuildArchNotInTable(t *testing.T) {
+	root := dpkgTreeFor(t, "i386", "armel")
+	mods := filepath.Join(root, "lib/modules/6.1.0-gs-686")
+	if err := os.MkdirAll(mods, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(mods, "modules.dep"), nil, 0o644)
+	k := filepath.Join(root, "boot/vmlinuz-6.1.0-gs-686")
+	os.MkdirAll(filepath.Dir(k), 0o755)
+	if err := os.WriteFile(k, make([]byte, 64<<10), 0o644); err != nil { // a header no one knows
+		t.Fatal(err)
+	}
+	sd := t.TempDir()
+	os.WriteFile(filepath.Join(sd, "packages"), []byte("app\n"), 0o644)
+	var warnings []string
+	build := func(b Boot) error {
+		return Build(context.Background(), BuildOptions{Inputs: []string{sd}, Out: filepath.Join(t.TempDir(), "out"),
+			Options: Options{Root: root, Log: func(level int, m string) {
+				if level == 0 {
+					warnings = append(warnings, m)
+				}
+			}},
+			Format: &CPIO{Boot: b}})
+	}
+	find := func(*arch.Arch) (string, error) { t.Error("FindInit called"); return "", nil }
+	err := build(Boot{FindInit: find})
+	if !errors.Is(err, arch.ErrNotInTable) || !strings.Contains(err.Error(), "says i386") || !strings.Contains(err.Error(), "give an init program built for it") {
+		t.Errorf("no init: %v", err)
+	}
+	if err := build(Boot{Init: crossInit(t, "386")}); err != nil {
+		t.Fatalf("i386 init given: %v", err)
+	}
+	if !strings.Contains(strings.Join(warnings, "\n"), "says i386: not an architecture gosupermin knows") {
+		t.Errorf("warnings: %v", warnings)
 	}
 }

@@ -77,6 +77,9 @@ func (b *Boot) target(a *Appliance, k *kernel.Kernel) (*arch.Arch, error) {
 		a.Warnf("%v: the init program's architecture is not checked", err)
 		return nil, nil
 	}
+	if errors.Is(err, arch.ErrNotInTable) {
+		return nil, fmt.Errorf("%w; give an init program built for it", err)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -387,7 +387,9 @@ func freeInitramfs(newRootDev uint64) {
 	if err := unix.Statfs("/", &sfs); err != nil {
 		return
 	}
-	if sfs.Type != unix.RAMFS_MAGIC && sfs.Type != unix.TMPFS_MAGIC {
+	// f_type is int32 on 32-bit machines, where the magic overflows it:
+	// compare its 32 bits.
+	if t := uint32(sfs.Type); t != unix.RAMFS_MAGIC && t != unix.TMPFS_MAGIC {
 		return
 	}
 	var st unix.Stat_t

@@ -216,6 +216,8 @@ func explain(err error, c *cli) error {
 		return fmt.Errorf("%w, or set SUPERMIN_KERNEL to a readable copy", err)
 	case errors.Is(err, arch.ErrNoInit):
 		return fmt.Errorf("%w; then give it with --init FILE (or GOSUPERMIN_INIT=FILE), or put it where gosupermin looks", err)
+	case errors.Is(err, arch.ErrNotInTable):
+		return fmt.Errorf("%w with --init FILE", err)
 	case errors.Is(err, arch.ErrInitArch):
 		return fmt.Errorf("%w, and give it with --init FILE (or GOSUPERMIN_INIT=FILE)", err)
 	case errors.Is(err, arch.ErrMismatch) && c.hostCPU != "":
