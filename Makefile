@@ -17,8 +17,32 @@ SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 all: build
 
-build:
+build: inits
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN) ./cmd/gosupermin
+
+# --- Architectures: the init program of each (cmd/gosupermin-init, pure Go
+# cross-builds), as bin/init-ARCH beside bin/gosupermin, where it finds them;
+# installed as PREFIX/lib/gosupermin/init-ARCH. INIT_ARCHES is appliance/arch's
+# table (a test checks it). The arm64 boot test builds a Debian tree with
+# mmdebstrap under qemu-user and boots it with qemu-system-aarch64; another
+# boots Debian's ppc64el and s390x kernels with qemu-system-ppc64 and -s390x.
+INIT_ARCHES := amd64 arm64 riscv64 ppc64le s390x
+INITS       := $(INIT_ARCHES:%=bin/init-%)
+PREFIX      ?= /usr/local
+DEBS        += mmdebstrap arch-test qemu-user-static binfmt-support qemu-system-arm \
+               qemu-system-ppc qemu-system-misc
+
+.PHONY: inits install-inits FORCE
+inits: $(INITS)
+
+# go build decides whether an init is up to date.
+bin/init-%: FORCE
+	CGO_ENABLED=0 GOOS=linux GOARCH=$* $(GO) build -trimpath -ldflags='-s -w' -o $@ ./cmd/gosupermin-init
+
+install-inits: inits
+	install -d $(DESTDIR)$(PREFIX)/lib/gosupermin
+	install -m 0755 $(INITS) $(DESTDIR)$(PREFIX)/lib/gosupermin/
+# --- end of architectures
 
 # Installs only what is missing, so a second run costs nothing.
 deps:
@@ -67,8 +91,6 @@ BINDIR      ?= $(PREFIX)/bin
 MANDIR      ?= $(PREFIX)/share/man
 LIBDIR      ?= $(PREFIX)/lib
 BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
-# Inits of other architectures, when built (bin/init-ARCH).
-INITS       ?= $(wildcard bin/init-*)
 VERSION     := $(shell sed -n 's/^const Version = "\(.*\)"/\1/p' cmd/gosupermin/main.go)
 DEB_ARCH     = $(shell dpkg --print-architecture)
 # Where make deb puts the .deb, and where it builds it.

@@ -12,14 +12,14 @@ _gosupermin() {
 	-o|--root)
 		COMPREPLY=($(compgen -d -- "$cur"))
 		return ;;
-	--lock|--sbom|--packager-config)
+	--init|--lock|--sbom|--packager-config)
 		COMPREPLY=($(compgen -f -- "$cur"))
 		return ;;
 	--size|--host-cpu|--dtb)
 		return ;;
 	esac
 	if [[ $cur == -* ]]; then
-		COMPREPLY=($(compgen -W '--build --compress --copy-kernel --dtb --firstboot --format --help --host-cpu --if-newer --include-packagelist --list-drivers --lock --packager-config --prepare --root --sbom --size --use-installed --verbose --version -V -f -h -o -v' -- "$cur"))
+		COMPREPLY=($(compgen -W '--build --compress --copy-kernel --dtb --firstboot --format --help --host-cpu --if-newer --include-packagelist --init --list-drivers --lock --packager-config --prepare --root --sbom --size --use-installed --verbose --version -V -f -h -o -v' -- "$cur"))
 		return
 	fi
 	# Inputs of --build and outputs are files and directories.

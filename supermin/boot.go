@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/gosupermin/gosupermin/appliance"
+	"github.com/gosupermin/gosupermin/appliance/arch"
 	"github.com/gosupermin/gosupermin/appliance/cpio"
 	"github.com/gosupermin/gosupermin/appliance/ext2"
 	"github.com/gosupermin/gosupermin/appliance/initrd"
@@ -27,23 +28,77 @@ import (
 
 // Boot is what the bootable formats share: the kernel, how it is put in
 // the output, and the init program of the initrd.
+//
+// The appliance's architecture comes from the package database (its
+// native architecture), the kernel image's header and Kernel.HostCPU when
+// set; they must agree. It decides the initrd's modules (appliance/arch's
+// table) and the init program, which must be a static ELF of that
+// architecture: an init of another one is refused before anything is
+// written.
 type Boot struct {
-	// Kernel chooses the kernel (Root and Log are the build's).
+	// Kernel chooses the kernel (Root and Log are the build's). When
+	// HostCPU is empty, the kernels of the database's architecture are
+	// preferred.
 	Kernel kernel.Options
 	// CopyKernel copies the kernel into the output instead of linking it.
 	CopyKernel bool
-	// Init is the static init program put in the initrd; gosupermin's
-	// command gives its own binary.
-	Init string
+	// Init is the static init program put in the initrd. When empty,
+	// FindInit is asked for the one of the appliance's architecture
+	// (arch.FindInit is gosupermin's search); gosupermin's command gives
+	// one or the other.
+	Init     string
+	FindInit func(target *arch.Arch) (string, error)
+}
+
+// target settles the appliance's architecture from the database, the
+// kernel and HostCPU; nil when none of them names one the table has
+// (then the init's architecture cannot be checked).
+func (b *Boot) target(a *Appliance, k *kernel.Kernel) (*arch.Arch, error) {
+	sources := []arch.Source{a.dbArch}
+	name, format, err := k.Arch()
+	switch {
+	case errors.Is(err, arch.ErrUnknownImage):
+		a.Logf(1, "%v: its architecture is not checked", err)
+	case err != nil:
+		return nil, err
+	default:
+		sources = append(sources, arch.Source{What: fmt.Sprintf("the kernel %s (%s)", k.Image.Path, format), Name: name})
+		if !format.Direct() {
+			a.Warnf("kernel %s is an %s: qemu's -kernel does not boot it without EFI firmware", k.Image.Path, format)
+		}
+	}
+	if b.Kernel.HostCPU != "" {
+		sources = append(sources, arch.Source{What: "the host CPU asked for", Name: b.Kernel.HostCPU})
+	}
+	t, err := arch.Resolve(sources...)
+	if errors.Is(err, arch.ErrNotInTable) && b.Init != "" {
+		// supermin 5 built appliances for any architecture: with an init
+		// given, go on without the checks the table allows.
+		a.Warnf("%v: the init program's architecture is not checked", err)
+		return nil, nil
+	}
+	if errors.Is(err, arch.ErrNotInTable) {
+		return nil, fmt.Errorf("%w; give an init program built for it", err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if t == nil {
+		t = arch.Native()
+	}
+	return t, nil
 }
 
 // prepare finds the kernel and loads what the initrd needs.
 func (b *Boot) prepare(a *Appliance, format string) (*kernel.Kernel, initrd.Options, error) {
-	if b.Init == "" {
+	if b.Init == "" && b.FindInit == nil {
 		return nil, initrd.Options{}, errNoInit
 	}
 	ko := b.Kernel
 	ko.FS, ko.Root, ko.Log = a.tree.FS(), a.Root, func(s string) { a.Logf(2, "%s", s) }
+	if dbArch, ok := arch.Lookup(a.dbArch.Name); ok && ko.HostCPU == "" {
+		ko.HostCPU = dbArch.Uname
+	}
 	k, err := kernel.Find(ko)
 	if err != nil {
 		return nil, initrd.Options{}, err
@@ -51,11 +106,24 @@ func (b *Boot) prepare(a *Appliance, format string) (*kernel.Kernel, initrd.Opti
 	a.closers = append(a.closers, k.Close)
 	a.Kernel = k
 	a.Logf(1, "kernel %s (%s), modules %s", k.Image.Path, k.Version, k.Modules.Path)
-	init, size, err := initrd.InitBinary(b.Init)
+	target, err := b.target(a, k)
 	if err != nil {
 		return nil, initrd.Options{}, err
 	}
-	mods, err := initrd.LoadDefault(k.Modules.FS, k.Modules.Name, k.Modules.Path)
+	initPath := b.Init
+	if initPath == "" {
+		if target == nil {
+			return nil, initrd.Options{}, fmt.Errorf("%w; the appliance's architecture is not one gosupermin knows (%s): give the init program", errNoInit, strings.Join(arch.Names(), ", "))
+		}
+		if initPath, err = b.FindInit(target); err != nil {
+			return nil, initrd.Options{}, err
+		}
+	}
+	init, size, err := initrd.InitBinary(initPath, target)
+	if err != nil {
+		return nil, initrd.Options{}, err
+	}
+	mods, err := initrd.LoadFor(k.Modules.FS, k.Modules.Name, k.Modules.Path, target)
 	if err != nil {
 		return nil, initrd.Options{}, err
 	}
@@ -63,7 +131,10 @@ func (b *Boot) prepare(a *Appliance, format string) (*kernel.Kernel, initrd.Opti
 	for _, m := range mods {
 		total += len(m.Data)
 	}
-	a.Logf(1, "initrd: %d modules (%d KiB), init %s", len(mods), total>>10, b.Init)
+	if target != nil {
+		a.Logf(1, "architecture %s: console %s, %s -M %s", target.Name, target.Console, target.Qemu.Binary, target.Qemu.Machine)
+	}
+	a.Logf(1, "initrd: %d modules (%d KiB), init %s", len(mods), total>>10, initPath)
 	return k, initrd.Options{Format: format, Kernel: k.Version, Init: init, InitSize: size, Modules: mods, Time: a.Epoch}, nil
 }
 

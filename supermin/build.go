@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gosupermin/gosupermin/appliance"
+	"github.com/gosupermin/gosupermin/appliance/arch"
 	"github.com/gosupermin/gosupermin/backends"
 	"github.com/gosupermin/gosupermin/internal/baseimage"
 	"github.com/gosupermin/gosupermin/internal/gather"
@@ -169,7 +170,8 @@ func (o *BuildOptions) gather(ctx context.Context, tree *rootfs.FS, root string)
 		return nil, err
 	}
 	made := &Appliance{Packages: cl.Packages, Root: root, Epoch: o.Epoch, Clamp: !o.Epoch.IsZero(), opt: &o.Options, tree: tree,
-		db: db, deps: cl.Deps}
+		db: db, deps: cl.Deps,
+		dbArch: arch.Source{What: fmt.Sprintf("the package database (%s) of %s", driver, root), Name: db.NativeArch()}}
 	// Open until the build ends: the SBOM describes the packages once the
 	// format has written the appliance.
 	made.closers = append(made.closers, func() error { closeDB(db); return nil })

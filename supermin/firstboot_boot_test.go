@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gosupermin/gosupermin/appliance/arch"
 )
 
 // fbInit is the appliance's /init for the boot test: it reports what the
@@ -78,11 +80,10 @@ func TestFirstbootBoot(t *testing.T) {
 	boot := func() string {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
-		cmd := exec.CommandContext(ctx, qemu, "-accel", "tcg", "-m", "1024", "-no-reboot",
-			"-display", "none", "-monitor", "none", "-serial", "stdio", "-nodefaults",
-			"-kernel", filepath.Join(out, "kernel"), "-initrd", filepath.Join(out, "initrd"),
-			"-drive", "file="+filepath.Join(out, "root")+",format=raw,if=virtio",
-			"-append", "console=ttyS0 root=/dev/vda panic=-1")
+		// Not a snapshot: the second boot sees what the first one wrote.
+		amd64, _ := arch.Lookup("amd64")
+		cmd := exec.CommandContext(ctx, qemu, amd64.Args(arch.QemuArgs{Kernel: filepath.Join(out, "kernel"),
+			Initrd: filepath.Join(out, "initrd"), Disks: []string{filepath.Join(out, "root")}, Append: "root=/dev/vda panic=-1"})...)
 		var o bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &o, &o
 		err := cmd.Run()

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gosupermin/gosupermin/appliance"
+	"github.com/gosupermin/gosupermin/appliance/arch"
 	"github.com/gosupermin/gosupermin/appliance/chroot"
 	"github.com/gosupermin/gosupermin/appliance/kernel"
 	"github.com/gosupermin/gosupermin/backends"
@@ -50,6 +51,7 @@ type Appliance struct {
 	db         backends.DB                               // open until the build ends
 	deps       map[*backends.Package][]*backends.Package // the resolver's choices
 	tree       *rootfs.FS
+	dbArch     arch.Source    // the package database's architecture
 	closers    []func() error // what the build closes when it ends
 	unreadable []string
 	reported   bool
@@ -133,4 +135,4 @@ func writeFile(p string, write func(*os.File) error) error {
 }
 
 // errNoInit is returned by the bootable formats without an init program.
-var errNoInit = errors.New("no init program given for the initrd (Boot.Init)")
+var errNoInit = errors.New("no init program given for the initrd (Boot.Init or Boot.FindInit)")

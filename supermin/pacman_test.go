@@ -1,6 +1,7 @@
 package supermin
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -14,7 +15,12 @@ import (
 // pacmanTree builds fixtures/pacman/PKGBUILD with makepkg (as nobody when
 // run as root: makepkg refuses root) and installs the packages into a new
 // root with pacman -U.
-func pacmanTree(t *testing.T) string {
+func pacmanTree(t *testing.T) string { return pacmanTreeFor(t, "") }
+
+// pacmanTreeFor is pacmanTree with packages built for machine carch
+// (arch=(CARCH) in the PKGBUILD, CARCH in makepkg's configuration,
+// pacman --arch), not "any"; "" keeps them "any".
+func pacmanTreeFor(t *testing.T, carch string) string {
 	t.Helper()
 	src, err := filepath.Abs("../fixtures/pacman")
 	if err != nil {
@@ -37,13 +43,29 @@ func pacmanTree(t *testing.T) string {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if f == "PKGBUILD" && carch != "" {
+			data = bytes.Replace(data, []byte("\narch=(any)\n"), []byte("\narch=("+carch+")\n"), 1)
+		}
 		if err := os.WriteFile(filepath.Join(work, "build", f), data, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
+	var makepkgConf, pacmanArch []string
+	if carch != "" {
+		conf, err := os.ReadFile("/etc/makepkg.conf")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(work, "makepkg.conf")
+		if err := os.WriteFile(p, append(conf, "\nCARCH=\""+carch+"\"\n"...), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		makepkgConf, pacmanArch = []string{"--config", p}, []string{"--arch", carch}
+	}
 	args := []string{"env", "HOME=" + filepath.Join(work, "home"), "PKGDEST=" + filepath.Join(work, "pkg"),
 		"SRCDEST=" + filepath.Join(work, "src"), "BUILDDIR=" + filepath.Join(work, "bd"), "PKGEXT=.pkg.tar.gz",
 		"makepkg", "--nodeps", "--noconfirm", "--skipinteg", "--nocolor"}
+	args = append(args, makepkgConf...)
 	if os.Geteuid() == 0 {
 		needTools(t, "runuser")
 		if err := filepath.Walk(work, func(p string, _ os.FileInfo, err error) error {
@@ -73,7 +95,7 @@ func pacmanTree(t *testing.T) string {
 	run(t, root, nil, "pacman", append([]string{"-U", "--root", root, "--dbpath", dbpath, "--config", conf,
 		"--cachedir", filepath.Join(work, "cache"), "--logfile", filepath.Join(work, "pacman.log"),
 		"--gpgdir", filepath.Join(work, "gnupg"), "--hookdir", filepath.Join(work, "hooks"),
-		"--noscriptlet", "--nodeps", "--nodeps", "--noconfirm", "--noprogressbar"}, pkgs...)...)
+		"--noscriptlet", "--nodeps", "--nodeps", "--noconfirm", "--noprogressbar"}, append(pacmanArch, pkgs...)...)...)
 	return root
 }
 

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gosupermin/gosupermin/appliance/arch"
 	"github.com/gosupermin/gosupermin/appliance/kernel"
 )
 
@@ -42,9 +43,10 @@ func needBoot(t testing.TB) string {
 	if runtime.GOARCH != "amd64" || runtime.GOOS != "linux" {
 		bootSkip(t, "boot tests run on linux/amd64 only (this is %s/%s)", runtime.GOOS, runtime.GOARCH)
 	}
-	qemu, err := exec.LookPath("qemu-system-x86_64")
+	amd64, _ := arch.Lookup("amd64")
+	qemu, err := exec.LookPath(amd64.Qemu.Binary)
 	if err != nil {
-		bootSkip(t, "qemu-system-x86_64 is not installed (Debian: apt-get install qemu-system-x86)")
+		bootSkip(t, "%s is not installed (Debian: apt-get install qemu-system-x86)", amd64.Qemu.Binary)
 	}
 	if _, err := kernel.Find(kernel.Options{}); err != nil {
 		bootSkip(t, "no usable host kernel (Debian: apt-get install linux-image-amd64): %v", err)
@@ -83,10 +85,11 @@ func gosupermin(t testing.TB, bin string, env []string, args ...string) string {
 
 // qemuBoot describes one qemu run.
 type qemuBoot struct {
+	Arch           *arch.Arch // the appliance's architecture; nil is amd64
 	Kernel, Initrd string
 	Disks          []string // raw images, attached read-write as snapshots (the file is not changed)
 	SCSI           bool     // attach Disks with virtio-scsi (as libguestfs does) instead of virtio-blk
-	Append         string   // kernel command line (console=ttyS0 and panic=1 are added)
+	Append         string   // kernel command line (the architecture's console= and panic=1 are added)
 	Marker         string   // console text that means success; Run notes when it appeared
 	Timeout        time.Duration
 	MemoryMiB      int
@@ -115,24 +118,12 @@ func bootQemu(t testing.TB, qemu string, b qemuBoot) BootResult {
 	if b.Timeout == 0 {
 		b.Timeout = 180 * time.Second
 	}
-	if b.MemoryMiB == 0 {
-		b.MemoryMiB = 1024
+	a := b.Arch
+	if a == nil {
+		a, _ = arch.Lookup("amd64")
 	}
-	args := []string{"-accel", accel(), "-m", fmt.Sprint(b.MemoryMiB), "-no-reboot",
-		"-display", "none", "-monitor", "none", "-serial", "stdio", "-nodefaults",
-		"-kernel", b.Kernel, "-initrd", b.Initrd,
-		"-append", strings.TrimSpace("console=ttyS0 panic=1 " + b.Append)}
-	if b.SCSI && len(b.Disks) > 0 {
-		args = append(args, "-device", "virtio-scsi-pci,id=scsi")
-	}
-	for i, d := range b.Disks {
-		id := fmt.Sprintf("hd%d", i)
-		if b.SCSI {
-			args = append(args, "-drive", "file="+d+",format=raw,if=none,snapshot=on,id="+id, "-device", "scsi-hd,drive="+id)
-		} else {
-			args = append(args, "-drive", "file="+d+",format=raw,if=virtio,snapshot=on")
-		}
-	}
+	args := a.Args(arch.QemuArgs{Kernel: b.Kernel, Initrd: b.Initrd, Disks: b.Disks, Snapshot: true, SCSI: b.SCSI,
+		Append: "panic=1 " + b.Append, MemoryMiB: b.MemoryMiB, Accel: accel()})
 	ctx, cancel := context.WithTimeout(context.Background(), b.Timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, qemu, args...)

@@ -1,6 +1,7 @@
 // Package initproc is gosupermin's init: the program the kernel runs from
-// the initrd. It is the gosupermin binary itself (static, CGO_ENABLED=0),
-// which becomes init when it runs as /init, process 1.
+// the initrd. It is cmd/gosupermin-init, built for the appliance's
+// architecture (bin/init-ARCH), or the gosupermin binary itself (static,
+// CGO_ENABLED=0), which becomes init when it runs as /init, process 1.
 //
 // What it does:
 //
@@ -386,7 +387,9 @@ func freeInitramfs(newRootDev uint64) {
 	if err := unix.Statfs("/", &sfs); err != nil {
 		return
 	}
-	if sfs.Type != unix.RAMFS_MAGIC && sfs.Type != unix.TMPFS_MAGIC {
+	// f_type is int32 on 32-bit machines, where the magic overflows it:
+	// compare its 32 bits.
+	if t := uint32(sfs.Type); t != unix.RAMFS_MAGIC && t != unix.TMPFS_MAGIC {
 		return
 	}
 	var st unix.Stat_t

@@ -3,7 +3,7 @@
 //
 // Layout, the same for both formats:
 //
-//	/init                          our init: the static gosupermin binary
+//	/init                          our init (appliance/initproc), static, of the appliance's architecture
 //	/.gosupermin/config            "key=value" lines: format, kernel release
 //	/.gosupermin/modules           load order: one file name of ko/ a line
 //	/.gosupermin/ko/NAME.ko        the modules, decompressed at build time
@@ -19,15 +19,14 @@
 package initrd
 
 import (
-	"debug/elf"
 	"errors"
 	"fmt"
-	"os"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/gosupermin/gosupermin/appliance"
+	"github.com/gosupermin/gosupermin/appliance/arch"
 )
 
 // Paths of the layout.
@@ -290,26 +289,14 @@ func move(m *appliance.Manifest, from, to string) error {
 	return nil
 }
 
-// InitBinary checks that the file at p can be an initramfs's /init: a
-// static ELF executable (gosupermin built with CGO_ENABLED=0), and returns
-// it as a manifest source with its size.
-func InitBinary(p string) (appliance.Source, int64, error) {
-	f, err := elf.Open(p)
-	if err != nil {
-		return nil, 0, fmt.Errorf("init program %s: %w", p, err)
-	}
-	defer f.Close()
-	if f.Type != elf.ET_EXEC && f.Type != elf.ET_DYN {
-		return nil, 0, fmt.Errorf("init program %s is not an executable", p)
-	}
-	for _, prog := range f.Progs {
-		if prog.Type == elf.PT_INTERP {
-			return nil, 0, fmt.Errorf("init program %s is dynamically linked; the initrd needs a static binary: build gosupermin with CGO_ENABLED=0", p)
-		}
-	}
-	fi, err := os.Stat(p)
+// InitBinary checks that the file at p can be the /init of an initrd of
+// architecture want (nil: any): a static ELF executable of want's machine,
+// class and byte order (see arch.CheckInit), and returns it as a manifest
+// source with its size.
+func InitBinary(p string, want *arch.Arch) (appliance.Source, int64, error) {
+	size, err := arch.CheckInit(p, want)
 	if err != nil {
 		return nil, 0, err
 	}
-	return appliance.HostFile(p), fi.Size(), nil
+	return appliance.HostFile(p), size, nil
 }

@@ -393,16 +393,16 @@ func TestOverlayKeepsApplianceInit(t *testing.T) {
 }
 
 func TestInitBinary(t *testing.T) {
-	if _, _, err := InitBinary("/nonexistent"); err == nil {
+	if _, _, err := InitBinary("/nonexistent", nil); err == nil {
 		t.Error("missing init accepted")
 	}
 	txt := filepath.Join(t.TempDir(), "x")
 	os.WriteFile(txt, []byte("#!/bin/sh\n"), 0o755)
-	if _, _, err := InitBinary(txt); err == nil {
+	if _, _, err := InitBinary(txt, nil); err == nil {
 		t.Error("script accepted as init")
 	}
 	if _, err := os.Stat("/bin/sh"); err == nil {
-		if _, _, err := InitBinary("/bin/sh"); err == nil || !strings.Contains(err.Error(), "CGO_ENABLED=0") {
+		if _, _, err := InitBinary("/bin/sh", nil); err == nil || !strings.Contains(err.Error(), "CGO_ENABLED=0") {
 			t.Errorf("dynamic /bin/sh: %v", err)
 		}
 	}

@@ -14,21 +14,25 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/gosupermin/gosupermin/appliance/arch"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
 )
 
 // DefaultPatterns are the modules the mini initrd loads to find and mount
-// the root disk, as supermin 5 chooses them (matched against module file
-// names without .ko and the compression suffix).
-var DefaultPatterns = []string{
-	"ext2", "ext4", "virtio*", "libata*", "piix*", "sd_mod", "ata_piix",
-	"crc*", "libcrc*", "ibmvscsi*", "libnvdimm", "nd_pmem", "nd_btt", "nfit",
+// the root disk on amd64, as supermin 5 chooses them (matched against
+// module file names without .ko and the compression suffix). Each
+// architecture's are in appliance/arch's table.
+var DefaultPatterns = amd64Modules()
+
+func amd64Modules() []string {
+	a, _ := arch.Lookup("amd64")
+	return a.Modules
 }
 
 // DefaultExcludes are left out even when a pattern matches them.
-var DefaultExcludes = []string{"virtio-gpu", "virtio_gpu"}
+var DefaultExcludes = arch.ExcludedModules
 
 // Module is one kernel module of a module directory.
 type Module struct {
@@ -420,13 +424,18 @@ func (d *ModDir) Load(mods []Module) ([]LoadedModule, error) {
 	return out, nil
 }
 
-// LoadDefault loads the modules that the mini initrd needs from the
-// module directory (as Open takes it): DefaultPatterns minus
-// DefaultExcludes, with everything they need, in load order.
-func LoadDefault(fsys fs.FS, name, dir string) ([]LoadedModule, error) {
+// LoadFor loads the modules that the mini initrd of architecture a needs
+// from the module directory (as Open takes it): a.Modules minus
+// DefaultExcludes, with everything they need, in load order. A nil a is
+// amd64's set (supermin 5's).
+func LoadFor(fsys fs.FS, name, dir string, a *arch.Arch) ([]LoadedModule, error) {
+	patterns := DefaultPatterns
+	if a != nil {
+		patterns = a.Modules
+	}
 	md, err := Open(fsys, name, dir)
 	if err != nil {
 		return nil, err
 	}
-	return md.Load(md.Select(DefaultPatterns, DefaultExcludes))
+	return md.Load(md.Select(patterns, DefaultExcludes))
 }

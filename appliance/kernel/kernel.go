@@ -37,6 +37,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/gosupermin/gosupermin/appliance/arch"
 	"github.com/gosupermin/gosupermin/internal/rootfs"
 )
 
@@ -390,25 +391,19 @@ func bigEnough(r Ref, o *Options) bool {
 	return true
 }
 
+// hostCPU is the CPU model asked for, else the machine's (uname -m).
 func hostCPU(cpu string) string {
 	if cpu != "" {
 		return cpu
 	}
+	if a := arch.Native(); a != nil {
+		return a.Uname
+	}
 	switch runtime.GOARCH {
-	case "amd64":
-		return "x86_64"
 	case "386":
 		return "i686"
-	case "arm64":
-		return "aarch64"
 	case "arm":
 		return "armv7l"
-	case "ppc64le":
-		return "ppc64le"
-	case "riscv64":
-		return "riscv64"
-	case "s390x":
-		return "s390x"
 	}
 	return runtime.GOARCH
 }
@@ -418,26 +413,19 @@ func isARM(cpu string) bool {
 	return strings.HasPrefix(c, "arm") || c == "aarch64"
 }
 
-// cpuModels are the suffixes of kernels built for cpu: the uname -m name
-// and the distributions' names for it.
+// cpuModels are the suffixes of kernels built for cpu: the name given and
+// the distributions' flavours (appliance/arch's table).
 func cpuModels(cpu string) []string {
 	c := hostCPU(cpu)
 	models := []string{c}
+	if a, ok := arch.Lookup(c); ok {
+		return append(models, a.Kernels...)
+	}
 	switch {
-	case c == "x86_64" || c == "amd64":
-		models = append(models, "x86_64", "amd64", "generic", "cloud-amd64", "rt-amd64")
-	case c == "aarch64" || c == "arm64":
-		models = append(models, "aarch64", "arm64", "generic", "cloud-arm64")
 	case len(c) == 4 && c[0] == 'i' && strings.HasSuffix(c, "86"):
 		models = append(models, "686", "686-pae", "generic")
 	case strings.HasPrefix(c, "armv7"):
 		models = append(models, "armmp", "armmp-lpae", "armv7hl")
-	case c == "ppc64le":
-		models = append(models, "powerpc64le", "generic")
-	case c == "riscv64":
-		models = append(models, "generic")
-	case c == "s390x":
-		models = append(models, "generic")
 	}
 	return models
 }
@@ -470,6 +458,27 @@ func fileVersion(r Ref) (string, error) {
 		return "", err
 	}
 	return HeaderVersion(buf[:n])
+}
+
+// Arch tells the kernel image's architecture and format from its header
+// (arch.KernelArch): an architecture's Name, or a description of one the
+// table lacks; arch.ErrUnknownImage for a format it does not know.
+func (k *Kernel) Arch() (string, arch.ImageFormat, error) {
+	f, err := openFile(k.Image)
+	if err != nil {
+		return "", arch.UnknownImage, fmt.Errorf("kernel %s: %w", k.Image.Path, err)
+	}
+	defer f.Close()
+	buf := make([]byte, arch.HeaderSize)
+	n, err := io.ReadFull(f, buf)
+	if err != nil && err != io.ErrUnexpectedEOF {
+		return "", arch.UnknownImage, fmt.Errorf("kernel %s: %w", k.Image.Path, err)
+	}
+	name, format, err := arch.KernelArch(buf[:n])
+	if err != nil {
+		return "", format, fmt.Errorf("kernel %s: %w", k.Image.Path, err)
+	}
+	return name, format, nil
 }
 
 // Install puts the kernel at dst, a new file: a symlink to it, or with

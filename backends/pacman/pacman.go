@@ -36,8 +36,9 @@ var (
 
 // DB is a pacman local database read through an fs.FS of the root.
 type DB struct {
-	fsys fs.FS
-	pkgs []*backends.Package
+	fsys   fs.FS
+	pkgs   []*backends.Package
+	native string
 }
 
 // Open reads every package's desc of fsys, whose names are paths under
@@ -76,7 +77,43 @@ func Open(fsys fs.FS) (*DB, error) {
 			return nil, &backends.CorruptError{File: db.host(LocalDir), Err: fmt.Errorf("%s installed twice (%s and %s)", db.pkgs[i].Name, db.pkgs[i-1].ID, db.pkgs[i].ID)}
 		}
 	}
+	db.native = db.nativeArch()
 	return db, nil
+}
+
+// maxConf bounds pacman.conf, a few KB.
+const maxConf = 1 << 20
+
+// nativeArch is the machine the packages were installed for: pacman.conf's
+// Architecture when it names one (not "auto"), else the most common
+// architecture of the installed packages other than "any" (ties: by
+// name), else "" (only "any" packages).
+func (db *DB) nativeArch() string {
+	if data, err := backends.ReadFile(db.fsys, "etc/pacman.conf", maxConf); err == nil {
+		for _, l := range strings.Split(string(data), "\n") {
+			k, v, ok := strings.Cut(l, "=")
+			if !ok || strings.TrimSpace(k) != "Architecture" {
+				continue
+			}
+			// "Architecture = x86_64 x86_64_v3": the first is the machine.
+			if f := strings.Fields(v); len(f) > 0 && f[0] != "auto" && validArch(f[0]) {
+				return f[0]
+			}
+		}
+	}
+	count := map[string]int{}
+	for _, p := range db.pkgs {
+		if p.Arch != "" && p.Arch != "any" {
+			count[p.Arch]++
+		}
+	}
+	best := ""
+	for a, n := range count {
+		if best == "" || n > count[best] || n == count[best] && a < best {
+			best = a
+		}
+	}
+	return best
 }
 
 // isDir says whether a directory entry is a package's directory: pacman
@@ -92,7 +129,7 @@ func (db *DB) isDir(e fs.DirEntry) bool {
 func (db *DB) host(name string) string { return backends.HostPath(db.fsys, name) }
 
 func (db *DB) Family() backends.Family         { return backends.Pacman }
-func (db *DB) NativeArch() string              { return "" }
+func (db *DB) NativeArch() string              { return db.native }
 func (db *DB) Packages() []*backends.Package   { return db.pkgs }
 func (db *DB) CompareVersions(a, b string) int { return Vercmp(a, b) }
 

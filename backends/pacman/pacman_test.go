@@ -2,6 +2,7 @@ package pacman
 
 import (
 	"errors"
+	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
@@ -217,4 +218,45 @@ func FuzzVercmp(f *testing.F) {
 			t.Errorf("Vercmp(%q, %q) = %d but reversed %d", a, b, x, y)
 		}
 	})
+}
+
+// TestNativeArch: pacman.conf's Architecture when it names one, else the
+// most common architecture of the packages.
+func TestNativeArch(t *testing.T) {
+	desc := func(name, arch string) map[string]string {
+		return map[string]string{"desc": "%NAME%\n" + name + "\n\n%VERSION%\n1-1\n\n%ARCH%\n" + arch + "\n", "files": ""}
+	}
+	for _, tc := range []struct {
+		name  string
+		archs []string
+		conf  string
+		want  string
+	}{
+		{"only any", []string{"any", "any"}, "", ""},
+		{"most common", []string{"aarch64", "aarch64", "x86_64", "any", "any", "any"}, "", "aarch64"},
+		{"tie by name", []string{"x86_64", "aarch64"}, "", "aarch64"},
+		{"conf auto", []string{"riscv64"}, "[options]\nArchitecture = auto\n", "riscv64"},
+		{"conf names it", []string{"any"}, "[options]\n#Architecture = x86_64\nArchitecture = aarch64 armv8\n", "aarch64"},
+		{"conf garbage", []string{"x86_64"}, "Architecture = ../x\n", "x86_64"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pkgs := map[string]map[string]string{}
+			for i, a := range tc.archs {
+				name := fmt.Sprintf("p%d", i)
+				pkgs[name+"-1-1"] = desc(name, a)
+			}
+			root := writeTree(t, pkgs)
+			if tc.conf != "" {
+				os.MkdirAll(filepath.Join(root, "etc"), 0o755)
+				os.WriteFile(filepath.Join(root, "etc/pacman.conf"), []byte(tc.conf), 0o644)
+			}
+			db, err := Open(hostile.Tree(t, root))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := db.NativeArch(); got != tc.want {
+				t.Errorf("NativeArch = %q, want %q", got, tc.want)
+			}
+		})
+	}
 }

@@ -67,6 +67,9 @@ var optionDocs = []optionDoc{
 	{name: "--host-cpu", arg: "ARCH", help: "prefer kernels for the CPU model ARCH (/boot/vmlinu?-*-ARCH)"},
 	{name: "--compress", arg: "METHOD", values: []string{"zstd", "gzip", "none"},
 		help: "compression of the cpio initramfs: zstd (default), gzip or none"},
+	{name: "--init", arg: "FILE", complete: "file",
+		help: "the initrd's init program: a static binary of the appliance's architecture (default: found, see INIT PROGRAM)",
+		man: "An init of another architecture than the appliance's is refused. Without **--init**, see **INIT PROGRAM**."},
 	{name: "--firstboot",
 		help: "save the packages' maintainer scripts and run them on the appliance's first boot",
 		man: "They are saved under **/usr/lib/gosupermin/firstboot/** in dependency order with a runner that the init " +
@@ -95,7 +98,7 @@ var envDocs = []struct{ name, help string }{
 	{"SUPERMIN_KERNEL_VERSION", "the release of SUPERMIN_KERNEL, when its header does not tell it"},
 	{"SUPERMIN_MODULES", "the kernel's module directory, instead of /lib/modules/RELEASE"},
 	{"SOURCE_DATE_EPOCH", "seconds since 1970: the time of made-up timestamps and of the bill of materials (reproducible builds)"},
-	{"GOSUPERMIN_INIT", "the static init program of the initrd (default: gosupermin itself)"},
+	{"GOSUPERMIN_INIT", "the init program, as --init (which wins)"},
 	{"GOSUPERMIN_ROOT_UUID", "the ext2 root's UUID, or \"random\" (default: derived from the content)"},
 	{"TERM", "\"dumb\" turns the progress line off"},
 }
@@ -125,6 +128,9 @@ var synopsis = [][2]string{
 	{"--help", ""},
 }
 
+// initSearch says where the init program of an appliance comes from.
+const initSearch = `The initrd's init is a static program of the appliance's architecture (amd64, arm64, riscv64, ppc64le or s390x), which gosupermin learns from the package database and the kernel (and **--host-cpu** when given; they must agree). It is the first of: **--init**, **GOSUPERMIN_INIT**, __init-ARCH__ beside this program (bin/ after make build), __../lib/gosupermin/init-ARCH__ from it (an install), __linux_ARCH/gosupermin-init__ beside it (a cross go install), __/usr/local/lib/gosupermin/init-ARCH__, __/usr/lib/gosupermin/init-ARCH__, and for this machine's own architecture this program itself. An init of another architecture is refused.`
+
 // manSections are the man page's prose, after OPTIONS and ENVIRONMENT's
 // place is given by name. Paragraphs are separated by blank lines; a
 // line starting with "$ " is an example command; "* TERM: text" is a
@@ -138,6 +144,7 @@ The first step, **--prepare**, runs on a central build machine and writes a supe
 	{"OUTPUT FORMATS", `* **chroot**: __OUTPUT__ is the tree itself: **chroot** __OUTPUT__ **/bin/bash** works. Device nodes and owners are made only as root.
 * **ext2**: __OUTPUT__ holds **kernel** (the host kernel, linked or copied), **initrd** (an uncompressed cpio with gosupermin's init and the modules that mount the root) and **root** (a sparse ext2 image of **--size** bytes, with the kernel's whole module directory). Adding an empty **README.fixed** makes it a fixed appliance for libguestfs.
 * **cpio**: __OUTPUT__ holds **kernel** and **initrd**, the whole appliance as one compressed initramfs (**--compress**) with gosupermin's init as **/init**.`},
+	{"INIT PROGRAM", initSearch},
 	{"THE SUPERMIN.D FORMAT", `An input of **--build** is a file or a directory, walked recursively with names sorted. Each file's kind comes from its content, never its name:
 
 * gzip or xz wrapping a tar, or a plain tar: a base image, unpacked over the package files in input order. Absolute names, ".." and entries under a symlink of the archive are refused.
@@ -254,6 +261,10 @@ func usage() string {
 	b.WriteString("\nExit status:\n")
 	for _, e := range exitDocs {
 		fmt.Fprintf(&b, "  %-26d%s\n", e.code, e.help)
+	}
+	b.WriteString("\nInit program:\n")
+	for _, l := range wrap(plain(initSearch), 76) {
+		fmt.Fprintf(&b, "  %s\n", l)
 	}
 	b.WriteString("\nMore in gosupermin(1): output formats, the supermin.d format, the bill of materials.\n")
 	return b.String()
@@ -406,4 +417,24 @@ _gosupermin() {
 complete -o filenames -F _gosupermin gosupermin
 `, strings.Join(words, " "))
 	return b.String()
+}
+
+// wrap breaks text into lines of at most width bytes, at spaces.
+func wrap(text string, width int) []string {
+	var lines []string
+	line := ""
+	for _, w := range strings.Fields(text) {
+		if line != "" && len(line)+1+len(w) > width {
+			lines = append(lines, line)
+			line = ""
+		}
+		if line != "" {
+			line += " "
+		}
+		line += w
+	}
+	if line != "" {
+		lines = append(lines, line)
+	}
+	return lines
 }

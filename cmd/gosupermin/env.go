@@ -16,7 +16,7 @@ type environment struct {
 	kernel        string    // SUPERMIN_KERNEL
 	kernelVersion string    // SUPERMIN_KERNEL_VERSION (with SUPERMIN_KERNEL)
 	modules       string    // SUPERMIN_MODULES
-	init          string    // GOSUPERMIN_INIT
+	init          string    // GOSUPERMIN_INIT (--init wins)
 	rootUUID      [16]byte  // GOSUPERMIN_ROOT_UUID=UUID
 	randomUUID    bool      // GOSUPERMIN_ROOT_UUID=random
 	term          string    // TERM: "dumb" has no progress line

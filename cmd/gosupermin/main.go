@@ -13,6 +13,7 @@ import (
 	"runtime/pprof"
 	"syscall"
 
+	"github.com/gosupermin/gosupermin/appliance/arch"
 	"github.com/gosupermin/gosupermin/appliance/ext2"
 	"github.com/gosupermin/gosupermin/appliance/initproc"
 	"github.com/gosupermin/gosupermin/appliance/kernel"
@@ -156,18 +157,22 @@ func (c *cli) formatOf(env environment) (supermin.Format, error) {
 	if c.format == "chroot" {
 		return supermin.Chroot{}, nil
 	}
-	init := env.init
-	if init == "" {
-		// The init in the initrd is this very program (see appliance/initproc).
-		exe, err := os.Executable()
-		if err != nil {
-			return nil, fmt.Errorf("find the gosupermin executable for the initrd's init: %w", err)
-		}
-		init = exe
-	}
 	boot := supermin.Boot{
 		Kernel:     kernel.Options{HostCPU: c.hostCPU, Kernel: env.kernel, Version: env.kernelVersion, Modules: env.modules},
-		CopyKernel: c.copyKernel, Init: init,
+		CopyKernel: c.copyKernel, Init: c.init,
+	}
+	if boot.Init == "" {
+		boot.Init = env.init
+	}
+	if boot.Init == "" {
+		// Searched once the build knows the appliance's architecture.
+		boot.FindInit = func(target *arch.Arch) (string, error) {
+			exe, err := os.Executable()
+			if err != nil {
+				exe = "" // only the system directories, then
+			}
+			return arch.FindInit(target, exe)
+		}
 	}
 	if c.format == "cpio" {
 		return &supermin.CPIO{Boot: boot, Compress: c.compress}, nil
@@ -192,6 +197,14 @@ func explain(err error, c *cli) error {
 		return fmt.Errorf("%w, or set SUPERMIN_MODULES", err)
 	case errors.Is(err, kernel.ErrUnreadable):
 		return fmt.Errorf("%w, or set SUPERMIN_KERNEL to a readable copy", err)
+	case errors.Is(err, arch.ErrNoInit):
+		return fmt.Errorf("%w; then give it with --init FILE (or GOSUPERMIN_INIT=FILE), or put it where gosupermin looks", err)
+	case errors.Is(err, arch.ErrNotInTable):
+		return fmt.Errorf("%w with --init FILE", err)
+	case errors.Is(err, arch.ErrInitArch):
+		return fmt.Errorf("%w, and give it with --init FILE (or GOSUPERMIN_INIT=FILE)", err)
+	case errors.Is(err, arch.ErrMismatch) && c.hostCPU != "":
+		return fmt.Errorf("%w (the host CPU asked for is --host-cpu %s)", err, c.hostCPU)
 	}
 	return err
 }

@@ -30,6 +30,7 @@ type cli struct {
 	compress           string
 	firstboot          bool
 	sbom               string
+	init               string
 	args               []string
 }
 
@@ -44,8 +45,9 @@ func flag(f func(c *cli)) func(*cli, string) error {
 }
 
 // options are supermin 5's, with gosupermin's own additions (--root,
-// --compress, --firstboot, --sbom). Each is documented in optionDocs
-// (docs.go), from which --help, the man page and the completion are made.
+// --compress, --firstboot, --init, --sbom). Each is documented in
+// optionDocs (docs.go), from which --help, the man page and the
+// completion are made.
 var options = []option{
 	{[]string{"--build"}, false, func(c *cli, _ string) error { return c.setMode("build") }},
 	{[]string{"--prepare"}, false, func(c *cli, _ string) error { return c.setMode("prepare") }},
@@ -97,6 +99,13 @@ var options = []option{
 		return usageError{fmt.Sprintf("--compress %q: use zstd, gzip or none", v)}
 	}},
 	{[]string{"--firstboot"}, false, flag(func(c *cli) { c.firstboot = true })},
+	{[]string{"--init"}, true, func(c *cli, v string) error {
+		if v == "" {
+			return usageError{"--init needs a file"}
+		}
+		c.init = v
+		return nil
+	}},
 
 	// Ecosystem: a bill of materials beside the output.
 	{[]string{"--sbom"}, true, func(c *cli, v string) error { c.sbom = v; return nil }},
