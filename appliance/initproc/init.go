@@ -1,5 +1,5 @@
 // Package initproc is gosupermin's init: the program the kernel runs from
-// the initrd. It is cmd/gosupermin-init, built for the appliance's
+// the layout. It is cmd/gosupermin-init, built for the appliance's
 // architecture (bin/init-ARCH), or the gosupermin binary itself (static,
 // CGO_ENABLED=0), which becomes init when it runs as /init, process 1.
 //
@@ -47,7 +47,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/gosupermin/gosupermin/appliance/initrd"
+	"github.com/gosupermin/gosupermin/appliance/initrd/layout"
 	"golang.org/x/sys/unix"
 )
 
@@ -58,7 +58,7 @@ func IsInit() bool {
 	if len(os.Args) == 0 {
 		return os.Getpid() == 1
 	}
-	return os.Args[0] == initrd.InitPath || (os.Getpid() == 1 && strings.HasSuffix(filepath.Base(os.Args[0]), "init"))
+	return os.Args[0] == layout.InitPath || (os.Getpid() == 1 && strings.HasSuffix(filepath.Base(os.Args[0]), "init"))
 }
 
 // Main runs init. It never returns.
@@ -75,7 +75,7 @@ func Main() {
 type initState struct {
 	out   io.Writer
 	p     params
-	cfg   initrd.Config
+	cfg   layout.Config
 	start time.Time
 }
 
@@ -121,17 +121,17 @@ func (in *initState) run() error {
 		return fmt.Errorf("read /proc/cmdline: %w", err)
 	}
 	in.p = parseCmdline(string(cmdline))
-	if b, err := os.ReadFile(initrd.ConfigFile); err == nil {
-		in.cfg = initrd.ParseConfig(b)
+	if b, err := os.ReadFile(layout.ConfigFile); err == nil {
+		in.cfg = layout.ParseConfig(b)
 	} else if in.p.root == "" {
-		in.cfg.Format = initrd.FormatCPIO
+		in.cfg.Format = layout.FormatCPIO
 	} else {
-		in.cfg.Format = initrd.FormatExt2
+		in.cfg.Format = layout.FormatExt2
 	}
 	in.logf("starting (%s appliance, kernel %s)", in.cfg.Format, in.cfg.Kernel)
 	in.loadModules()
 	useInit := true // the root's /init is the appliance's (supermin's convention)
-	if in.cfg.Format == initrd.FormatCPIO {
+	if in.cfg.Format == layout.FormatCPIO {
 		useInit = in.cfg.ApplianceInit
 		err = in.cpioRoot()
 	} else {
@@ -223,10 +223,13 @@ func mountEarly() error {
 
 // loadModules loads the initrd's modules in order.
 func (in *initState) loadModules() {
-	list, err := os.ReadFile(initrd.ModulesFile)
+	if in.coldplugModules() {
+		return
+	}
+	list, err := os.ReadFile(layout.ModulesFile)
 	if err != nil {
 		if !errors.Is(err, os.ErrNotExist) {
-			in.warnf("%s: %v", initrd.ModulesFile, err)
+			in.warnf("%s: %v", layout.ModulesFile, err)
 		}
 		return
 	}
@@ -236,7 +239,7 @@ func (in *initState) loadModules() {
 		if strings.Contains(name, "/") {
 			continue
 		}
-		err := loadModule(filepath.Join(initrd.KODir, name))
+		err := loadModule(filepath.Join(layout.KODir, name))
 		switch {
 		case err == nil || errors.Is(err, unix.EEXIST):
 			n++
@@ -273,18 +276,18 @@ func loadModule(p string) error {
 // cpioRoot readies the initramfs itself as the appliance's root.
 func (in *initState) cpioRoot() error {
 	if in.cfg.ApplianceInit {
-		if err := os.Remove(initrd.InitPath); err != nil {
+		if err := os.Remove(layout.InitPath); err != nil {
 			return err
 		}
-		if err := os.Rename(initrd.ApplianceInit, initrd.InitPath); err != nil {
+		if err := os.Rename(layout.ApplianceInit, layout.InitPath); err != nil {
 			return fmt.Errorf("put the appliance's /init back: %w", err)
 		}
 	} else {
 		// The appliance has no /init: ours goes, so that its tree is as built.
-		_ = os.Remove(initrd.InitPath)
+		_ = os.Remove(layout.InitPath)
 	}
-	if err := os.RemoveAll(initrd.Dir); err != nil {
-		in.warnf("remove %s: %v", initrd.Dir, err)
+	if err := os.RemoveAll(layout.Dir); err != nil {
+		in.warnf("remove %s: %v", layout.Dir, err)
 	}
 	unmountEarly()
 	return nil

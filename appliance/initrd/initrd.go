@@ -27,57 +27,21 @@ import (
 
 	"github.com/gosupermin/gosupermin/appliance"
 	"github.com/gosupermin/gosupermin/appliance/arch"
+	"github.com/gosupermin/gosupermin/appliance/initrd/layout"
 )
 
-// Paths of the layout.
+// The layout's paths and formats, as init reads them (package layout).
 const (
-	InitPath      = "/init"
-	Dir           = "/.gosupermin"
-	ConfigFile    = Dir + "/config"
-	ModulesFile   = Dir + "/modules"
-	KODir         = Dir + "/ko"
-	ApplianceInit = Dir + "/appliance-init"
+	InitPath      = layout.InitPath
+	Dir           = layout.Dir
+	ConfigFile    = layout.ConfigFile
+	ModulesFile   = layout.ModulesFile
+	IndexFile     = layout.IndexFile
+	KODir         = layout.KODir
+	ApplianceInit = layout.ApplianceInit
+	FormatExt2    = layout.FormatExt2
+	FormatCPIO    = layout.FormatCPIO
 )
-
-// Formats of Config.Format.
-const (
-	FormatExt2 = "ext2" // the initrd mounts root= and switches to it
-	FormatCPIO = "cpio" // the initrd is the appliance
-)
-
-// Config is what the builder tells init.
-type Config struct {
-	Format        string
-	Kernel        string // release of the kernel the modules are for
-	ApplianceInit bool   // cpio: the appliance's /init is at ApplianceInit
-}
-
-// Marshal writes the config file.
-func (c Config) Marshal() []byte {
-	var b strings.Builder
-	fmt.Fprintf(&b, "format=%s\nkernel=%s\n", c.Format, c.Kernel)
-	if c.ApplianceInit {
-		fmt.Fprintf(&b, "appliance-init=%s\n", ApplianceInit)
-	}
-	return []byte(b.String())
-}
-
-// ParseConfig reads the config file; unknown keys are ignored.
-func ParseConfig(b []byte) Config {
-	var c Config
-	for _, l := range strings.Split(string(b), "\n") {
-		k, v, _ := strings.Cut(l, "=")
-		switch k {
-		case "format":
-			c.Format = v
-		case "kernel":
-			c.Kernel = v
-		case "appliance-init":
-			c.ApplianceInit = v != ""
-		}
-	}
-	return c
-}
 
 // Options say what goes into an initrd.
 type Options struct {
@@ -93,6 +57,9 @@ type Options struct {
 type LoadedModule struct {
 	Module
 	Data []byte
+	// Needs are the modules (names) that must be loaded before it;
+	// Aliases the modalias patterns of the devices it drives.
+	Needs, Aliases []string
 }
 
 // Manifest is the ext2 format's initrd: our init, the modules and the
@@ -123,13 +90,13 @@ func Overlay(app *appliance.Manifest, o Options) (*appliance.Manifest, error) {
 // add puts the init, the modules and the config into m: an empty
 // manifest for the ext2 format's initrd, the appliance for cpio.
 func add(m *appliance.Manifest, o Options) error {
-	l := layout{m: m, o: o}
+	l := adder{m: m, o: o}
 	if _, ok := m.Get("/"); !ok {
 		if err := l.dir("/", 0o755); err != nil {
 			return err
 		}
 	}
-	cfg := Config{Format: o.Format, Kernel: o.Kernel}
+	cfg := layout.Config{Format: o.Format, Kernel: o.Kernel}
 	moved, err := l.moveApplianceInit()
 	if err != nil {
 		return err
@@ -152,26 +119,26 @@ func add(m *appliance.Manifest, o Options) error {
 	return m.Check()
 }
 
-// layout adds the initrd's entries to one manifest.
-type layout struct {
+// adder adds the initrd's entries to one manifest.
+type adder struct {
 	m *appliance.Manifest
 	o Options
 }
 
-func (l layout) put(e appliance.Entry) error {
+func (l adder) put(e appliance.Entry) error {
 	if e.ModTime.IsZero() {
 		e.ModTime = l.o.Time
 	}
 	return l.m.Put(e)
 }
 
-func (l layout) file(p string, data []byte) error {
+func (l adder) file(p string, data []byte) error {
 	return l.put(appliance.Entry{Path: p, Kind: appliance.Regular, Mode: 0o644, Size: int64(len(data)), Data: appliance.Bytes(data)})
 }
 
 // dir makes directory p unless the manifest has one there, or (cpio) the
 // appliance's own symlink in its stead.
-func (l layout) dir(p string, mode uint32) error {
+func (l adder) dir(p string, mode uint32) error {
 	if old, ok := l.m.Get(p); ok {
 		if old.Kind == appliance.Dir {
 			return nil
@@ -185,7 +152,7 @@ func (l layout) dir(p string, mode uint32) error {
 
 // moveApplianceInit moves the appliance's /init aside (cpio): ours takes
 // its place. It says whether there was one.
-func (l layout) moveApplianceInit() (bool, error) {
+func (l adder) moveApplianceInit() (bool, error) {
 	old, ok := l.m.Get(InitPath)
 	switch {
 	case !ok:
@@ -199,20 +166,25 @@ func (l layout) moveApplianceInit() (bool, error) {
 }
 
 // modules saves the modules and their load order.
-func (l layout) modules() error {
+func (l adder) modules() error {
 	var order strings.Builder
+	index := make([]layout.IndexEntry, 0, len(l.o.Modules))
 	for _, mod := range l.o.Modules {
 		order.WriteString(mod.FileName() + "\n")
+		index = append(index, layout.IndexEntry{Name: mod.Name, Needs: mod.Needs, Aliases: mod.Aliases})
 		if err := l.file(KODir+"/"+mod.FileName(), mod.Data); err != nil {
 			return err
 		}
+	}
+	if err := l.file(IndexFile, layout.MarshalIndex(index)); err != nil {
+		return err
 	}
 	return l.file(ModulesFile, []byte(order.String()))
 }
 
 // mountPoints makes what init mounts (and /root for ext2), and a console
 // for the kernel to open before devtmpfs.
-func (l layout) mountPoints() error {
+func (l adder) mountPoints() error {
 	mounts := []string{"/dev", "/proc", "/sys"}
 	if l.o.Format != FormatCPIO {
 		mounts = append(mounts, "/root")

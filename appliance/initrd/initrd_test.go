@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gosupermin/gosupermin/appliance"
+	"github.com/gosupermin/gosupermin/appliance/initrd/layout"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
@@ -288,8 +289,9 @@ var when = time.Unix(1700000000, 0)
 
 func TestManifestExt2(t *testing.T) {
 	mods := []LoadedModule{
-		{Module{Name: "virtio_ring", Path: "kernel/drivers/virtio/virtio_ring.ko"}, []byte("a")},
-		{Module{Name: "crc32c_intel", Path: "kernel/arch/x86/crypto/crc32c-intel.ko.xz"}, []byte("bb")}}
+		{Module: Module{Name: "virtio_ring", Path: "kernel/drivers/virtio/virtio_ring.ko"}, Data: []byte("a")},
+		{Module: Module{Name: "crc32c_intel", Path: "kernel/arch/x86/crypto/crc32c-intel.ko.xz"}, Data: []byte("bb"),
+			Needs: []string{"virtio_ring"}, Aliases: []string{"cpu:type:x86,ven*fam*mod*:feature:*0094*", "crypto-crc32c"}}}
 	m, err := Manifest(Options{Format: FormatExt2, Kernel: "6.1.0-1-amd64", Init: appliance.Bytes("init"), InitSize: 4,
 		Modules: mods, Time: when})
 	if err != nil {
@@ -303,7 +305,7 @@ func TestManifestExt2(t *testing.T) {
 		}
 	}
 	want := []string{"/", "/.gosupermin", "/.gosupermin/config", "/.gosupermin/ko", "/.gosupermin/ko/crc32c_intel.ko",
-		"/.gosupermin/ko/virtio_ring.ko", "/.gosupermin/modules", "/dev", "/dev/console", "/init", "/proc", "/root", "/sys"}
+		"/.gosupermin/ko/virtio_ring.ko", "/.gosupermin/modules", "/.gosupermin/modules.index", "/dev", "/dev/console", "/init", "/proc", "/root", "/sys"}
 	if !reflect.DeepEqual(paths, want) {
 		t.Errorf("paths %q, want %q", paths, want)
 	}
@@ -311,8 +313,13 @@ func TestManifestExt2(t *testing.T) {
 	if b := e.Data.(appliance.Bytes); string(b) != "virtio_ring.ko\ncrc32c_intel.ko\n" {
 		t.Errorf("modules file %q", b)
 	}
+	e, _ = m.Get(IndexFile)
+	if idx := layout.ParseIndex(e.Data.(appliance.Bytes)); !reflect.DeepEqual(idx, []layout.IndexEntry{{Name: "virtio_ring"},
+		{Name: "crc32c_intel", Needs: []string{"virtio_ring"}, Aliases: []string{"cpu:type:x86,ven*fam*mod*:feature:*0094*", "crypto-crc32c"}}}) {
+		t.Errorf("index %+v", idx)
+	}
 	e, _ = m.Get(ConfigFile)
-	if c := ParseConfig(e.Data.(appliance.Bytes)); c != (Config{Format: FormatExt2, Kernel: "6.1.0-1-amd64"}) {
+	if c := layout.ParseConfig(e.Data.(appliance.Bytes)); c != (layout.Config{Format: FormatExt2, Kernel: "6.1.0-1-amd64"}) {
 		t.Errorf("config %+v", c)
 	}
 	if e, _ := m.Get("/dev/console"); e.Kind != appliance.CharDev || e.Major != 5 || e.Minor != 1 {
@@ -366,7 +373,7 @@ func TestOverlayKeepsApplianceInit(t *testing.T) {
 		t.Error("/root added to a cpio appliance")
 	}
 	e, _ := m.Get(ConfigFile)
-	if c := ParseConfig(e.Data.(appliance.Bytes)); !c.ApplianceInit || c.Format != FormatCPIO {
+	if c := layout.ParseConfig(e.Data.(appliance.Bytes)); !c.ApplianceInit || c.Format != FormatCPIO {
 		t.Errorf("config %+v", c)
 	}
 

@@ -421,7 +421,43 @@ func (d *ModDir) Load(mods []Module) ([]LoadedModule, error) {
 			return nil, err
 		}
 	}
+	d.describe(out)
 	return out, nil
+}
+
+// describe gives each module what init needs to load it alone: the
+// modules it needs among those loaded (modules.dep, and softdeps' "pre")
+// and the aliases that say which devices it drives.
+func (d *ModDir) describe(mods []LoadedModule) {
+	in := map[string]bool{}
+	for _, m := range mods {
+		in[m.Name] = true
+	}
+	aliases := map[string][]string{}
+	for _, a := range d.Aliases {
+		if in[a.Module] {
+			aliases[a.Module] = append(aliases[a.Module], a.Pattern)
+		}
+	}
+	for i := range mods {
+		m := &mods[i]
+		seen := map[string]bool{m.Name: true}
+		need := func(name string) {
+			if in[name] && !seen[name] {
+				seen[name] = true
+				m.Needs = append(m.Needs, name)
+			}
+		}
+		for _, s := range d.Softdep[m.Name].Pre {
+			for _, q := range d.resolve(s) {
+				need(Name(q))
+			}
+		}
+		for _, q := range d.Deps[m.Path] {
+			need(Name(d.rel(q)))
+		}
+		m.Aliases = aliases[m.Name]
+	}
 }
 
 // LoadFor loads the modules that the mini initrd of architecture a needs

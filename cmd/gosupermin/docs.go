@@ -69,7 +69,7 @@ var optionDocs = []optionDoc{
 		help: "compression of the cpio initramfs: zstd (default), gzip or none"},
 	{name: "--init", arg: "FILE", complete: "file",
 		help: "the initrd's init program: a static binary of the appliance's architecture (default: found, see INIT PROGRAM)",
-		man: "An init of another architecture than the appliance's is refused. Without **--init**, see **INIT PROGRAM**."},
+		man:  "An init of another architecture than the appliance's is refused. Without **--init**, see **INIT PROGRAM**."},
 	{name: "--firstboot",
 		help: "save the packages' maintainer scripts and run them on the appliance's first boot",
 		man: "They are saved under **/usr/lib/gosupermin/firstboot/** in dependency order with a runner that the init " +
