@@ -23,17 +23,20 @@ type Prefetcher struct {
 	slots   []slot
 	next    int // the entry Next returns next
 
-	mu     sync.Mutex
-	cond   *sync.Cond
-	budget int64 // bytes that may still be read ahead
-	wg     sync.WaitGroup
+	mu    sync.Mutex
+	cond  *sync.Cond
+	ring  ring // heads are carved from it in entry order
+	taken int  // slots given a span so far
+	freed int  // slots before it have given theirs back
+	wg    sync.WaitGroup
 }
 
 type slot struct {
-	done chan struct{}
-	f    Fetched
-	err  error
-	cost int64
+	done     chan struct{}
+	f        Fetched
+	err      error
+	span     span
+	released bool
 }
 
 // Fetched is one entry's data: Head, then Rest (nil when Head is all of
@@ -43,22 +46,19 @@ type Fetched struct {
 	Head  []byte
 	Rest  io.ReadCloser
 	p     *Prefetcher
-	cost  int64
+	i     int // its slot
 }
 
 // Close releases the data's memory for more reading ahead.
 func (f *Fetched) Close() error {
-	if f.Head != nil {
-		putBuf(f.Head)
-		f.Head = nil // the Prefetcher keeps the Fetched: let the data go
-	}
+	f.Head = nil // its memory is the Prefetcher's again
 	var err error
 	if f.Rest != nil {
 		err = f.Rest.Close()
 		f.Rest = nil
 	}
 	if f.p != nil {
-		f.p.give(f.cost)
+		f.p.release(f.i)
 		f.p = nil
 	}
 	return err
@@ -69,7 +69,8 @@ type PrefetchOptions struct {
 	// Workers read at once (16 when 0): enough requests in flight for a
 	// disk, few enough for the page cache.
 	Workers int
-	// Budget is how many bytes may be read ahead (24 MiB when 0).
+	// Budget is how many bytes may be read ahead (24 MiB when 0): the
+	// only memory the Prefetcher allocates for data, once.
 	Budget int64
 	// Head is how much of one entry is read ahead (512 KiB when 0); the
 	// rest of a larger file is read when the writer gets to it, with the
@@ -90,9 +91,15 @@ func NewPrefetcher(ctx context.Context, entries []*Entry, o PrefetchOptions) *Pr
 	if o.Head <= 0 {
 		o.Head = 512 << 10
 	}
+	o.Head = min(o.Head, o.Budget)
+	// The ring need not be larger than all the heads together.
+	var heads int64
+	for _, e := range entries {
+		heads += headCost(e, o.Head)
+	}
 	ctx, cancel := context.WithCancel(ctx)
-	p := &Prefetcher{ctx: ctx, cancel: cancel, entries: entries, head: o.Head, budget: o.Budget,
-		slots: make([]slot, len(entries))}
+	p := &Prefetcher{ctx: ctx, cancel: cancel, entries: entries, head: o.Head,
+		ring: ring{buf: make([]byte, min(o.Budget, heads))}, slots: make([]slot, len(entries))}
 	p.cond = sync.NewCond(&p.mu)
 	for i := range p.slots {
 		p.slots[i].done = make(chan struct{})
@@ -107,25 +114,20 @@ func NewPrefetcher(ctx context.Context, entries []*Entry, o PrefetchOptions) *Pr
 			}
 		}()
 	}
-	// The feeder takes budget in entry order, so the entries the writer
-	// waits for are never starved by later ones.
+	// The feeder takes memory in entry order, so the entries the writer
+	// waits for are never starved by later ones, and the writer gives it
+	// back in the same order: a ring.
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
 		defer close(jobs)
 		for i, e := range entries {
-			cost := min(e.Size, p.head)
-			if e.Kind != Regular || e.Data == nil || e.Sparse {
-				cost = 0
-			}
-			if !p.take(cost) {
+			if !p.take(i, headCost(e, p.head)) {
 				return
 			}
-			p.slots[i].cost = cost
 			select {
 			case jobs <- i:
 			case <-ctx.Done():
-				p.give(cost)
 				return
 			}
 		}
@@ -133,32 +135,106 @@ func NewPrefetcher(ctx context.Context, entries []*Entry, o PrefetchOptions) *Pr
 	return p
 }
 
-// take waits for n bytes of budget; false when the prefetcher stops.
-func (p *Prefetcher) take(n int64) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for p.budget < n && p.ctx.Err() == nil {
-		p.cond.Wait()
+// headCost is how much of e is read ahead.
+func headCost(e *Entry, head int64) int64 {
+	if e.Kind != Regular || e.Data == nil || e.Sparse {
+		return 0
 	}
-	if p.ctx.Err() != nil {
-		return false
-	}
-	p.budget -= n
-	return true
+	return min(e.Size, head)
 }
 
-func (p *Prefetcher) give(n int64) {
+// take waits for n bytes of the ring for slot i; false when the
+// prefetcher stops.
+func (p *Prefetcher) take(i int, n int64) bool {
 	p.mu.Lock()
-	p.budget += n
+	defer p.mu.Unlock()
+	for {
+		if p.ctx.Err() != nil {
+			return false
+		}
+		if sp, ok := p.ring.alloc(int(n)); ok {
+			p.slots[i].span = sp
+			p.slots[i].released = n == 0 // nothing to wait for
+			p.taken = i + 1
+			p.reclaim()
+			return true
+		}
+		p.cond.Wait()
+	}
+}
+
+// release gives slot i's memory back; the ring reclaims it once every
+// earlier slot has given its own.
+func (p *Prefetcher) release(i int) {
+	p.mu.Lock()
+	p.slots[i].released = true
+	p.reclaim()
 	p.mu.Unlock()
 	p.cond.Broadcast()
 }
+
+func (p *Prefetcher) reclaim() {
+	for p.freed < p.taken && p.slots[p.freed].released {
+		p.ring.free(p.slots[p.freed].span)
+		p.freed++
+	}
+}
+
+// ring hands out spans of buf in order and takes them back in the same
+// order.
+type ring struct {
+	buf        []byte
+	head, tail int // next span starts at head; the oldest in use at tail
+	used       int // bytes from tail to head, wasted ends included
+}
+
+// span is a piece of the ring, after waste bytes left unused at the end
+// of the ring when it did not fit there.
+type span struct{ start, n, waste int }
+
+func (r *ring) alloc(n int) (span, bool) {
+	if n == 0 {
+		return span{start: r.head}, true
+	}
+	if r.used == 0 {
+		r.head, r.tail = 0, 0
+	}
+	switch {
+	case r.used == len(r.buf):
+	case r.head >= r.tail && len(r.buf)-r.head >= n:
+		sp := span{start: r.head, n: n}
+		r.head += n
+		r.used += n
+		return sp, true
+	case r.head >= r.tail && r.tail >= n:
+		sp := span{start: 0, n: n, waste: len(r.buf) - r.head}
+		r.head = n
+		r.used += sp.waste + n
+		return sp, true
+	case r.head < r.tail && r.tail-r.head >= n:
+		sp := span{start: r.head, n: n}
+		r.head += n
+		r.used += n
+		return sp, true
+	}
+	return span{}, false
+}
+
+func (r *ring) free(sp span) {
+	if sp.n == 0 {
+		return
+	}
+	r.tail = sp.start + sp.n
+	r.used -= sp.waste + sp.n
+}
+
+func (r *ring) bytes(sp span) []byte { return r.buf[sp.start : sp.start+sp.n : sp.start+sp.n] }
 
 func (p *Prefetcher) fetch(i int) {
 	s := &p.slots[i]
 	defer close(s.done)
 	e := p.entries[i]
-	s.f = Fetched{Entry: e, p: p, cost: s.cost}
+	s.f = Fetched{Entry: e, p: p, i: i}
 	if e.Kind != Regular || e.Data == nil || e.Sparse || e.Size == 0 {
 		return // the writer reads a sparse file by its extents
 	}
@@ -167,7 +243,10 @@ func (p *Prefetcher) fetch(i int) {
 		s.err = err
 		return
 	}
-	buf := getBuf(int(min(e.Size, p.head)))
+	// Only this goroutine writes the span until done is closed.
+	p.mu.Lock()
+	buf := p.ring.bytes(s.span)
+	p.mu.Unlock()
 	n, err := io.ReadFull(r, buf)
 	switch {
 	case err == nil && int64(n) < e.Size:
@@ -183,40 +262,7 @@ func (p *Prefetcher) fetch(i int) {
 		return
 	}
 	r.Close()
-	putBuf(buf)
 	s.err = err
-}
-
-// Buffers are reused by size class (powers of two from 4 KiB): fresh
-// memory for every file costs page faults and collections.
-var bufPools [12]sync.Pool // 4 KiB << 0 ... 4 KiB << 11 (8 MiB)
-
-func sizeClass(n int) int {
-	c := 0
-	for 4096<<c < n && c < len(bufPools)-1 {
-		c++
-	}
-	return c
-}
-
-func getBuf(n int) []byte {
-	c := sizeClass(n)
-	if 4096<<c < n {
-		return make([]byte, n)
-	}
-	if b, ok := bufPools[c].Get().(*[]byte); ok {
-		return (*b)[:n]
-	}
-	return make([]byte, n, 4096<<c)
-}
-
-func putBuf(b []byte) {
-	c := sizeClass(cap(b))
-	if cap(b) != 4096<<c {
-		return // not one of ours
-	}
-	b = b[:cap(b)]
-	bufPools[c].Put(&b)
 }
 
 // Next waits for the next entry's data. After an error the writer stops.
@@ -232,7 +278,7 @@ func (p *Prefetcher) Next() (*Fetched, error) {
 		return nil, p.ctx.Err()
 	}
 	if s.err != nil {
-		p.give(s.cost)
+		p.release(p.next - 1)
 		return nil, s.err
 	}
 	return &s.f, nil

@@ -70,8 +70,8 @@ func TestPrefetcher(t *testing.T) {
 		}
 		f.Close()
 		p.mu.Lock()
-		if p.budget < 0 || p.budget > 1<<20 {
-			t.Errorf("budget %d out of bounds", p.budget)
+		if p.ring.used < 0 || p.ring.used > len(p.ring.buf) || len(p.ring.buf) > 1<<20 {
+			t.Errorf("ring: %d of %d bytes in use, budget 1 MiB", p.ring.used, len(p.ring.buf))
 		}
 		p.mu.Unlock()
 	}
@@ -104,5 +104,47 @@ func TestPrefetcherError(t *testing.T) {
 	p.Close()
 	if n := open.Load(); n != 0 {
 		t.Errorf("%d sources left open after Close", n)
+	}
+}
+
+// TestRing allocates and frees spans in order, as the Prefetcher does,
+// and checks that the spans in use never overlap and that memory is
+// never refused while enough of it is free in one piece.
+func TestRing(t *testing.T) {
+	const size = 1000
+	r := ring{buf: make([]byte, size)}
+	var live []span
+	seed := uint32(1)
+	rnd := func(n int) int { seed = seed*1664525 + 1013904223; return int(seed>>8) % n }
+	for step := range 100000 {
+		if len(live) > 0 && rnd(2) == 0 {
+			r.free(live[0])
+			live = live[1:]
+		} else {
+			n := rnd(size/3) + 1
+			sp, ok := r.alloc(n)
+			if !ok {
+				if len(live) == 0 {
+					t.Fatalf("step %d: %d bytes refused by an empty ring", step, n)
+				}
+				continue
+			}
+			if sp.start < 0 || sp.start+sp.n > size || sp.n != n {
+				t.Fatalf("step %d: span %+v out of the ring", step, sp)
+			}
+			for _, o := range live {
+				if sp.start < o.start+o.n && o.start < sp.start+sp.n {
+					t.Fatalf("step %d: span %+v overlaps %+v", step, sp, o)
+				}
+			}
+			live = append(live, sp)
+		}
+		inUse := 0
+		for _, o := range live {
+			inUse += o.n + o.waste
+		}
+		if inUse != r.used || r.used > size {
+			t.Fatalf("step %d: ring counts %d bytes used, spans hold %d", step, r.used, inUse)
+		}
 	}
 }

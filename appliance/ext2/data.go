@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"sync/atomic"
 
 	"github.com/gosupermin/gosupermin/appliance"
 )
@@ -72,14 +74,87 @@ func (w *writer) flush() error {
 	if len(w.buf) == 0 {
 		return nil
 	}
-	err := w.writeAt(w.buf, w.bufStart*blockSize)
-	w.buf = w.buf[:0]
+	if w.q == nil {
+		err := w.writeAt(w.buf, w.bufStart*blockSize)
+		w.buf = w.buf[:0]
+		return err
+	}
+	next, err := w.q.write(w.buf, w.bufStart*blockSize)
+	w.buf = next[:0]
 	return err
 }
 
 func (w *writer) writeAt(b []byte, off uint64) error {
+	if w.q != nil {
+		// Behind the queued writes, which may cover the same blocks.
+		_, err := w.q.write(append([]byte(nil), b...), off)
+		return err
+	}
 	_, err := w.f.WriteAt(b, int64(off))
 	return err
+}
+
+// writeQueue writes buffers in order on its own goroutine, so that the
+// kernel's copy into the image overlaps reading and checking the next
+// buffer's data. Two large buffers take turns.
+type writeQueue struct {
+	f    *os.File
+	reqs chan writeReq
+	free chan []byte // large buffers back from the writer
+	done chan struct{}
+	err  error // the first write error; read after done, or through failed
+	bad  atomic.Bool
+}
+
+type writeReq struct {
+	b     []byte
+	off   uint64
+	large bool // give b back on free
+}
+
+func newWriteQueue(f *os.File, size int) *writeQueue {
+	q := &writeQueue{f: f, reqs: make(chan writeReq, 64), free: make(chan []byte, 2), done: make(chan struct{})}
+	q.free <- make([]byte, 0, size)
+	go func() {
+		defer close(q.done)
+		for r := range q.reqs {
+			if !q.bad.Load() {
+				if _, err := f.WriteAt(r.b, int64(r.off)); err != nil {
+					q.err = err
+					q.bad.Store(true)
+				}
+			}
+			if r.large {
+				q.free <- r.b
+			}
+		}
+	}()
+	return q
+}
+
+// write queues b at off and returns an empty large buffer to fill next
+// (nil when b is not a large one). An earlier write's error stops it.
+func (q *writeQueue) write(b []byte, off uint64) ([]byte, error) {
+	if q.bad.Load() {
+		return b, q.err // set before bad
+	}
+	large := cap(b) == writeBuf
+	q.reqs <- writeReq{b: b, off: off, large: large}
+	if !large {
+		return nil, nil
+	}
+	return <-q.free, nil
+}
+
+// close waits for every queued write and returns the first error.
+func (q *writeQueue) close() error {
+	select {
+	case <-q.done:
+	default:
+		close(q.reqs)
+		<-q.done
+	}
+	return q.err
 }
 
 // addBlock allocates and queues data block lbn of n, allocating the
@@ -162,8 +237,15 @@ func (w *writer) finish() error {
 // writeData allocates and writes every data block: directories first, so
 // that path lookups at boot read one compact area, then attribute blocks,
 // read with their inodes, then symlinks and files in manifest order.
-func (w *writer) writeData() error {
+func (w *writer) writeData() (err error) {
 	w.buf = make([]byte, 0, writeBuf)
+	w.q = newWriteQueue(w.f, writeBuf)
+	defer func() {
+		if qerr := w.q.close(); err == nil && qerr != nil {
+			err = fmt.Errorf("ext2: write: %w", qerr)
+		}
+		w.q = nil // the metadata is written directly, after all the data
+	}()
 	for _, n := range w.nodes {
 		if n != nil && n.kind == appliance.Dir {
 			if err := w.writeDir(n); err != nil {

@@ -79,6 +79,7 @@ type writer struct {
 	buf      []byte // pending sequential write starting at block bufStart
 	bufStart uint64
 	rbuf     []byte
+	q        *writeQueue // while the data is written
 	ind      [3]indirect
 
 	xattrs  []*xattrSet                   // attribute blocks, in the order they are written

@@ -105,7 +105,34 @@ func (f *FS) HostPath(name string) string {
 
 // clean makes name a clean absolute path of the tree: ".." cannot climb
 // above its root.
-func clean(name string) string { return path.Clean("/" + name) }
+func clean(name string) string {
+	if isClean(name) {
+		return name // most names are: no allocation for them
+	}
+	return path.Clean("/" + name)
+}
+
+// isClean says whether name is what clean would make of it: absolute,
+// without empty, "." or ".." components or a trailing slash.
+func isClean(name string) bool {
+	if name == "/" {
+		return true
+	}
+	if name == "" || name[0] != '/' || name[len(name)-1] == '/' {
+		return false
+	}
+	start := 1
+	for i := 1; i <= len(name); i++ {
+		if i == len(name) || name[i] == '/' {
+			switch name[start:i] {
+			case "", ".", "..":
+				return false
+			}
+			start = i + 1
+		}
+	}
+	return true
+}
 
 func (f *FS) pathErr(op, name string, err error) error {
 	return &fs.PathError{Op: op, Path: f.HostPath(name), Err: err}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -314,4 +315,22 @@ func TestRootItself(t *testing.T) {
 	if _, err := f.ReadDir("/"); err != nil {
 		t.Error(err)
 	}
+}
+
+func TestClean(t *testing.T) {
+	for _, name := range []string{"/", "", ".", "..", "/a", "a", "/a/", "/a//b", "/a/./b", "/a/../b",
+		"/a/..", "/a/.", "/..", "/.", "//", "/a/b/c", "/.a/..b/c.", "/a/.../b", "a/b", "/a/b/"} {
+		if got, want := clean(name), path.Clean("/"+name); got != want {
+			t.Errorf("clean(%q) = %q, want %q", name, got, want)
+		}
+	}
+}
+
+func FuzzClean(f *testing.F) {
+	f.Add("/a/../b//c/.")
+	f.Fuzz(func(t *testing.T, name string) {
+		if got, want := clean(name), path.Clean("/"+name); got != want {
+			t.Errorf("clean(%q) = %q, want %q", name, got, want)
+		}
+	})
 }
