@@ -40,7 +40,19 @@ type BuildOptions struct {
 	// SBOM, when its Path is set, asks for a software bill of materials
 	// of the appliance.
 	SBOM SBOM
+	// RemoveOld, when set, is given the previous output, moved aside to
+	// old and locked by lock (an flock), to remove in the background:
+	// Build then returns as soon as the new output is in place. It hands
+	// both to another process, which calls RemoveMoved; on an error Build
+	// removes old itself. Nil: Build removes it before returning.
+	RemoveOld func(old string, lock *os.File) error
 }
+
+// RemoveMoved removes the previous output given to BuildOptions.RemoveOld,
+// in the process it was handed to, lock inherited. A previous output left
+// over because that process was killed is removed by the next build into
+// the same output.
+func RemoveMoved(old string, lock *os.File) error { return outdir.RemoveMoved(old, lock) }
 
 // Build resolves the inputs' roots against the database under Root,
 // gathers their files and has the Format write the appliance at Out.
@@ -81,7 +93,7 @@ func Build(ctx context.Context, o BuildOptions) error {
 	defer a.close()
 	var sbom *staged
 	defer func() { sbom.abort() }()
-	res, err := outdir.Replace(ctx, o.Out, start, func(tmp string) error {
+	res, err := outdir.Replace(ctx, o.Out, outdir.Options{Start: start, RemoveOld: o.RemoveOld}, func(tmp string) error {
 		if err := o.Format.Write(ctx, a, tmp); err != nil {
 			return err
 		}

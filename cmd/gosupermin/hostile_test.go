@@ -140,10 +140,42 @@ func hasOpen(pid int, p string) bool {
 	return false
 }
 
-// temps are out's temporary directories.
-func temps(out string) []string {
+// liveTemps are out's temporary directories now, while a build runs.
+func liveTemps(out string) []string {
 	m, _ := filepath.Glob(out + ".gosupermin-tmp-*")
 	return m
+}
+
+// temps are out's temporary directories once the builds that ran have
+// ended: a build hands the previous output it replaced to a process of its
+// own to remove, which holds the directory's flock until it is gone.
+func temps(out string) []string {
+	return settled(out + ".gosupermin-tmp-*")
+}
+
+// settled lists what matches pattern once no process holds an flock on
+// any of it (waiting a minute at most).
+func settled(pattern string) []string {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		m, _ := filepath.Glob(pattern)
+		busy := false
+		for _, p := range m {
+			f, err := os.Open(p)
+			if err != nil {
+				continue
+			}
+			if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil {
+				busy = true
+			}
+			f.Close()
+		}
+		if !busy || time.Now().After(deadline) {
+			m, _ = filepath.Glob(pattern)
+			return m
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // errorLines are the lines of stderr that are not warnings.
@@ -1361,9 +1393,9 @@ func TestHostileSIGTERM(t *testing.T) {
 		now  func(p *proc) bool
 	}{
 		{"reading the base image", func(p *proc) bool { return hasOpen(p.cmd.Process.Pid, base) }},
-		{"the output started", func(*proc) bool { return len(temps(out)) > 0 }},
+		{"the output started", func(*proc) bool { return len(liveTemps(out)) > 0 }},
 		{"the large file half written", func(*proc) bool {
-			for _, tmp := range temps(out) {
+			for _, tmp := range liveTemps(out) {
 				if fi, err := os.Stat(filepath.Join(tmp, "srv/data")); err == nil && fi.Size() > 256<<20 {
 					return true
 				}
@@ -1470,7 +1502,7 @@ func TestHostileKilled(t *testing.T) {
 	listed := names()
 	p := start(t, nil, "--build", "-f", "chroot", "--root", root, sd, "-o", out)
 	if !waitUntil(t, p, "the temporary output", func() bool {
-		for _, tmp := range temps(out) {
+		for _, tmp := range liveTemps(out) {
 			if _, err := os.Stat(filepath.Join(tmp, "srv")); err == nil {
 				return true
 			}
@@ -1574,7 +1606,7 @@ func TestHostileIfNewerEditDuringBuild(t *testing.T) {
 	c.unopened(t)
 }
 
-func outputStarted(_ *proc, out string) bool { return len(temps(out)) > 0 }
+func outputStarted(_ *proc, out string) bool { return len(liveTemps(out)) > 0 }
 
 // ---- 10: parallel builds ----
 
@@ -1836,7 +1868,7 @@ func TestHostileLongOutputName(t *testing.T) {
 			wantOK(t, r, fmt.Sprintf("-o of %d bytes", n))
 			checkOut(t, out, c.secret, edgeControl)
 		}
-		if m, _ := filepath.Glob(filepath.Join(dir, "*gosupermin-tmp*")); len(m) > 0 {
+		if m := settled(filepath.Join(dir, "*gosupermin-tmp*")); len(m) > 0 {
 			t.Errorf("temporaries left: %v", m)
 		}
 	}

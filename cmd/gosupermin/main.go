@@ -30,6 +30,9 @@ func main() {
 	if initproc.IsInit() { // the appliance's /init: see appliance/initproc
 		initproc.Main()
 	}
+	if os.Getenv(removeEnv) == "1" {
+		os.Exit(removeMoved(os.Args[1:]))
+	}
 	if _, ok := os.LookupEnv("GOMEMLIMIT"); !ok {
 		// Collect garbage before the heap doubles, so that the whole
 		// build stays within what a small machine (or a build farm's
@@ -162,7 +165,7 @@ func (c *cli) exec(ctx context.Context, stderr io.Writer) error {
 	return explain(supermin.Build(ctx, supermin.BuildOptions{
 		Options: opts, Inputs: c.args, Out: c.out, Format: format,
 		IncludePackageList: c.includePackageList, IfNewer: c.ifNewer, Firstboot: c.firstboot,
-		SBOM: supermin.SBOM{Path: c.sbom, Tool: "gosupermin-" + Version},
+		SBOM: supermin.SBOM{Path: c.sbom, Tool: "gosupermin-" + Version}, RemoveOld: removeInBackground,
 	}), c)
 }
 

@@ -422,7 +422,7 @@ func TestInterrupt(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(out, "previous-output")); err != nil {
 			t.Errorf("%v: previous output lost", sig)
 		}
-		if m, _ := filepath.Glob(filepath.Join(dir, "*gosupermin-tmp*")); len(m) > 0 {
+		if m := settled(filepath.Join(dir, "*gosupermin-tmp*")); len(m) > 0 {
 			t.Errorf("%v: left behind %v", sig, m)
 		}
 	}

@@ -104,7 +104,7 @@ func TestCheckDisjointKeepsInput(t *testing.T) {
 		if err := CheckDisjoint(sd, []string{sd}, "/"); err != nil {
 			return err
 		}
-		_, err := Replace(context.Background(), sd, Now(), completeFill("new"))
+		_, err := Replace(context.Background(), sd, Options{Start: Now()}, completeFill("new"))
 		return err
 	}
 	if err := build(); err == nil {

@@ -41,7 +41,7 @@ type helperResult struct {
 func helper(mode string, args []string) int {
 	switch mode {
 	case "hang": // hang OUT: stop for good in the middle of fill
-		_, err := Replace(context.Background(), args[0], Now(), func(tmp string) error {
+		_, err := Replace(context.Background(), args[0], Options{Start: Now()}, func(tmp string) error {
 			if err := os.WriteFile(filepath.Join(tmp, "partial"), []byte("x"), 0o644); err != nil {
 				return err
 			}
@@ -55,14 +55,24 @@ func helper(mode string, args []string) int {
 		rounds, _ := strconv.Atoi(args[1])
 		for r := range rounds {
 			out := fmt.Sprintf("%s-%d", args[0], r)
-			if _, err := Replace(context.Background(), out, Now(), completeFill(args[2])); err != nil {
+			if _, err := Replace(context.Background(), out, Options{Start: Now()}, completeFill(args[2])); err != nil {
 				fmt.Fprintln(os.Stderr, err)
 				return 1
 			}
 		}
 		return 0
+	case "removemoved": // removemoved OLD [hold]: RemoveMoved with fd 3 as the lock
+		if len(args) > 1 { // hold the lock, killed before removing
+			fmt.Println("holding")
+			select {}
+		}
+		if err := RemoveMoved(args[0], os.NewFile(3, "lock")); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		return 0
 	case "replace": // replace OUT: one Replace, its outcome as JSON
-		res, err := Replace(context.Background(), args[0], Now(), completeFill("new"))
+		res, err := Replace(context.Background(), args[0], Options{Start: Now()}, completeFill("new"))
 		hr := helperResult{Replaced: res.Replaced, Leftover: res.Leftover, Warnings: res.Warnings()}
 		if res.LeftoverErr != nil {
 			hr.LeftoverErr = res.LeftoverErr.Error()

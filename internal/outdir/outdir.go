@@ -63,17 +63,30 @@ func (r Result) Warnings() []string {
 	return w
 }
 
+// Options adjust Replace.
+type Options struct {
+	// Start is the time the build started: out's mtime becomes it, so
+	// that UpToDate sees any input changed since (zero means now).
+	Start time.Time
+	// RemoveOld, when set, is given the previous output, moved aside to
+	// old and locked by lock, to remove after Replace returns (removing
+	// a large tree takes a while the caller need not wait for): in
+	// another process that inherits lock, and with it the flock, and
+	// calls RemoveMoved. Replace closes its own lock afterwards. When
+	// RemoveOld fails, or is nil, Replace removes old itself.
+	RemoveOld func(old string, lock *os.File) error
+}
+
 // Replace builds a new output with fill in a temporary directory beside out
 // and swaps it in only when fill succeeded. On any failure or cancellation
-// of ctx the previous out is untouched and the temporary is gone. out's
-// mtime becomes start, the time the build started, so that UpToDate sees
-// any input changed since (a zero start means now).
+// of ctx the previous out is untouched and the temporary is gone.
 //
 // Abandoned temporaries of killed runs into the same out are removed first.
 // Concurrent Replaces into one out all succeed and out is never a partial
 // output: each swaps its output in, the last one stays. (Where renameat2's
 // flags are unsupported, out is missing for an instant instead.)
-func Replace(ctx context.Context, out string, start time.Time, fill func(tmp string) error) (res Result, err error) {
+func Replace(ctx context.Context, out string, o Options, fill func(tmp string) error) (res Result, err error) {
+	start := o.Start
 	if start.IsZero() {
 		start = Now()
 	}
@@ -114,7 +127,7 @@ func Replace(ctx context.Context, out string, start time.Time, fill func(tmp str
 		return res, nil
 	}
 	res.Replaced = true
-	if err := removeOld(old); err != nil {
+	if err := removeOld(old, o.RemoveOld); err != nil {
 		res.Leftover, res.LeftoverErr = old, err
 	}
 	return res, nil
@@ -170,10 +183,22 @@ func tempName(out string) string {
 // isTemp tells whether name (a base name) is one of out's temporaries.
 func isTemp(out, name string) bool {
 	suffix, ok := strings.CutPrefix(name, tempPrefix(out))
-	if !ok || len(suffix) != randLen {
+	return ok && len(suffix) == randLen && isHex(suffix)
+}
+
+// looksTemp tells whether name is a temporary of some output:
+// "...<tempMarker><hash>-<random>".
+func looksTemp(name string) bool {
+	i := strings.LastIndex(name, tempMarker)
+	if i < 0 {
 		return false
 	}
-	for _, c := range suffix {
+	hash, rnd, ok := strings.Cut(name[i+len(tempMarker):], "-")
+	return ok && len(hash) == hashLen && len(rnd) == randLen && isHex(hash) && isHex(rnd)
+}
+
+func isHex(s string) bool {
+	for _, c := range s {
 		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
 			return false
 		}
@@ -406,9 +431,10 @@ func replaceByRenames(tmp, out string, lock *os.File) (old string, done bool, er
 	return aside, true, nil
 }
 
-// removeOld removes a previous output we swapped out, after taking its lock
-// so that a cleaner of another run is not removing it at the same time.
-func removeOld(old string) error {
+// removeOld removes a previous output we swapped out, or has detach do
+// it, after taking its lock so that a cleaner of another run is not
+// removing it at the same time.
+func removeOld(old string, detach func(string, *os.File) error) error {
 	f, ok, err := lockDir(old, true)
 	if err != nil {
 		return err
@@ -417,6 +443,44 @@ func removeOld(old string) error {
 		return nil // a cleaner of another run removed it
 	}
 	defer f.Close()
+	// Only a tree of our own is sure to go: another user's is removed
+	// here, where a failure can still be reported.
+	var st unix.Stat_t
+	mine := unix.Fstat(int(f.Fd()), &st) == nil && (st.Uid == uint32(os.Geteuid()) || os.Geteuid() == 0)
+	if detach != nil && mine && detach(old, f) == nil {
+		return nil
+	}
+	return removeTree(old)
+}
+
+// ErrNotMoved is RemoveMoved's error for a directory that is not a
+// previous output Replace moved aside, or a lock that is not its.
+var ErrNotMoved = errors.New("not a previous output moved aside by a build")
+
+// RemoveMoved removes old, a previous output given to Options.RemoveOld,
+// holding lock, the flock Replace took on it (inherited by the process
+// that removes it). A build that finds old left over, because this
+// process was killed, removes it as an abandoned temporary.
+func RemoveMoved(old string, lock *os.File) error {
+	var dir, held unix.Stat_t
+	if !looksTemp(filepath.Base(old)) {
+		return fmt.Errorf("%s: %w", old, ErrNotMoved)
+	}
+	if err := unix.Lstat(old, &dir); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return nil // a cleaner of another run removed it
+		}
+		return fmt.Errorf("%s: %w", old, err)
+	}
+	if err := unix.Fstat(int(lock.Fd()), &held); err != nil || dir.Mode&unix.S_IFMT != unix.S_IFDIR ||
+		dir.Dev != held.Dev || dir.Ino != held.Ino {
+		return fmt.Errorf("%s: %w", old, ErrNotMoved)
+	}
+	// The flock is ours only if no one else holds one: a live build's
+	// temporary is locked by that build.
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		return fmt.Errorf("%s: %w", old, ErrNotMoved)
+	}
 	return removeTree(old)
 }
 

@@ -78,7 +78,7 @@ func TestReplace(t *testing.T) {
 			}
 			start := Now().Add(-time.Minute) // unlike any time the fill makes
 			syscall.Umask(0o077)
-			res, err := Replace(ctx, out, start, fill)
+			res, err := Replace(ctx, out, Options{Start: start}, fill)
 			syscall.Umask(0o022)
 			switch {
 			case tc.wantErr == nil && err != nil:
@@ -153,7 +153,7 @@ func TestReplaceRemovesAbandoned(t *testing.T) {
 			otherTemp := tempName(other)
 			mkTree(t, otherTemp, -1, "x")
 
-			res, err := Replace(context.Background(), out, Now(), completeFill("new"))
+			res, err := Replace(context.Background(), out, Options{Start: Now()}, completeFill("new"))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -209,7 +209,7 @@ func TestReplaceConcurrent(t *testing.T) {
 				for i := range racers {
 					wg.Go(func() {
 						<-begin
-						_, errs[i] = Replace(context.Background(), out, Now(), func(tmp string) error {
+						_, errs[i] = Replace(context.Background(), out, Options{Start: Now()}, func(tmp string) error {
 							err := completeFill(fmt.Sprint(i))(tmp)
 							filled.Done()
 							filled.Wait()
@@ -311,7 +311,7 @@ func TestReplaceRacerInBetween(t *testing.T) {
 					return unix.Renameat2(fromFD, from, toFD, to, flags)
 				}
 				t.Cleanup(func() { renameat2 = unix.Renameat2 })
-				res, err := Replace(context.Background(), out, Now(), completeFill("new"))
+				res, err := Replace(context.Background(), out, Options{Start: Now()}, completeFill("new"))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -425,7 +425,7 @@ func TestReplaceReadOnlyDirs(t *testing.T) {
 		out := filepath.Join(t.TempDir(), "out")
 		mkTree(t, out, -1, spec...)
 		readOnly(t, out)
-		res, err := Replace(context.Background(), out, Now(), completeFill("new"))
+		res, err := Replace(context.Background(), out, Options{Start: Now()}, completeFill("new"))
 		if err != nil || res.Leftover != "" {
 			t.Fatalf("%+v %v", res, err)
 		}
@@ -484,7 +484,7 @@ func TestReplaceLongName(t *testing.T) {
 	out := filepath.Join(t.TempDir(), strings.Repeat("n", 250))
 	for i := range 2 {
 		var tmpLen int
-		res, err := Replace(context.Background(), out, Now(), func(tmp string) error {
+		res, err := Replace(context.Background(), out, Options{Start: Now()}, func(tmp string) error {
 			tmpLen = len(filepath.Base(tmp))
 			return completeFill(fmt.Sprint(i))(tmp)
 		})

@@ -112,7 +112,7 @@ func TestUpToDateAfterReplace(t *testing.T) {
 			dir := t.TempDir()
 			walk, stat := inputs(t, dir)
 			out := filepath.Join(dir, "out")
-			_, err := Replace(context.Background(), out, Now(), func(tmp string) error {
+			_, err := Replace(context.Background(), out, Options{Start: Now()}, func(tmp string) error {
 				if edited != "" {
 					return os.WriteFile(filepath.Join(dir, edited), []byte("edited"), 0o644)
 				}
