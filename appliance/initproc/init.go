@@ -77,6 +77,7 @@ type initState struct {
 	p     params
 	cfg   initrd.Config
 	start time.Time
+	rs    *runState // gosupermin --run's channel (run.go), nil otherwise
 }
 
 // FirstbootRunner is the first-boot runner init runs when it is present.
@@ -93,6 +94,7 @@ func (in *initState) warnf(format string, args ...any) {
 }
 
 func (in *initState) fatal(err error) {
+	in.runFail(err)
 	fmt.Fprintf(in.out, "gosupermin init: error: %v\n", err)
 	fmt.Fprintln(in.out, "gosupermin init: powering off")
 	drain(in.out)
@@ -130,6 +132,11 @@ func (in *initState) run() error {
 	}
 	in.logf("starting (%s appliance, kernel %s)", in.cfg.Format, in.cfg.Kernel)
 	in.loadModules()
+	if in.p.run {
+		if err := in.runOpen(); err != nil {
+			return err
+		}
+	}
 	useInit := true // the root's /init is the appliance's (supermin's convention)
 	if in.cfg.Format == initrd.FormatCPIO {
 		useInit = in.cfg.ApplianceInit
@@ -141,6 +148,9 @@ func (in *initState) run() error {
 		return err
 	}
 	in.firstboot()
+	if in.rs != nil {
+		in.runCommand() // powers off
+	}
 	initPath, err := in.chooseInit(useInit)
 	if err != nil {
 		return err
