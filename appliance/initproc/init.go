@@ -33,6 +33,9 @@
 //     /bin/init, /bin/sh, with the arguments and environment the kernel
 //     gave init.
 //
+// With gosupermin.run=1 (gosupermin --run) init runs the host's command
+// instead of step 6 and powers off: see run.go.
+//
 // "quiet" on the command line silences everything but errors. On an error
 // init says what went wrong on the console and powers the machine off.
 package initproc
