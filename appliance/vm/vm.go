@@ -133,6 +133,10 @@ type Options struct {
 // DefaultKVMGrace: a KVM appliance reaches its init in about a second.
 const DefaultKVMGrace = 10 * time.Second
 
+// channelEndWait is how long qemu has to stop after the run channel
+// ended without an exit status (the init powers off after a failure).
+const channelEndWait = 30 * time.Second
+
 // Command is what runs in the guest, and its streams on the host.
 type Command struct {
 	// Args is the command; empty runs a shell (on the terminal when
@@ -393,8 +397,20 @@ func attempt(ctx context.Context, a *Appliance, o Options, c Command, accel stri
 	}
 	helloSeen := hello
 	kill := func() {
-		_ = cmd.Process.Kill()
-		<-exited
+		if !c.Terminal {
+			_ = cmd.Process.Kill()
+			<-exited
+			return
+		}
+		// qemu puts the terminal back as it was only when it exits by
+		// itself: SIGTERM, and SIGKILL only if that is not enough.
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(5 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
 	}
 	for {
 		select {
@@ -407,8 +423,17 @@ func attempt(ctx context.Context, a *Appliance, o Options, c Command, accel stri
 				<-consoleDone
 				return r.status, nil
 			}
-			// The channel ended: qemu is going; its exit says more.
-			werr := <-exited
+			// The channel ended: qemu is going (the init powers off after
+			// Fail); its exit says more. A guest that garbled the channel
+			// and goes on is stopped.
+			var werr error
+			select {
+			case werr = <-exited:
+			case <-ctx.Done():
+				kill()
+			case <-time.After(channelEndWait):
+				kill()
+			}
 			<-consoleDone
 			return 0, ended(r, werr, console, qemuErr, probing)
 		case werr := <-exited:
