@@ -9,17 +9,20 @@ _gosupermin() {
 	--compress)
 		COMPREPLY=($(compgen -W 'zstd gzip none' -- "$cur"))
 		return ;;
-	-o|--root)
+	--accel)
+		COMPREPLY=($(compgen -W 'auto kvm tcg' -- "$cur"))
+		return ;;
+	-o|--root|--share)
 		COMPREPLY=($(compgen -d -- "$cur"))
 		return ;;
 	--init|--lock|--sbom|--packager-config)
 		COMPREPLY=($(compgen -f -- "$cur"))
 		return ;;
-	--size|--host-cpu|--dtb)
+	--size|--host-cpu|--memory|--smp|--timeout|--dtb)
 		return ;;
 	esac
 	if [[ $cur == -* ]]; then
-		COMPREPLY=($(compgen -W '--build --compress --copy-kernel --dtb --firstboot --format --help --host-cpu --if-newer --include-packagelist --init --list-drivers --lock --packager-config --prepare --root --sbom --size --use-installed --verbose --version -V -f -h -o -v' -- "$cur"))
+		COMPREPLY=($(compgen -W '--accel --build --compress --copy-kernel --dtb --firstboot --format --help --host-cpu --if-newer --include-packagelist --init --list-drivers --lock --memory --packager-config --persist --prepare --root --run --sbom --share --size --smp --timeout --use-installed --verbose --version -V -f -h -o -v' -- "$cur"))
 		return
 	fi
 	# Inputs of --build and outputs are files and directories.

@@ -135,7 +135,11 @@ func (b *Boot) prepare(a *Appliance, format string) (*kernel.Kernel, initrd.Opti
 		a.Logf(1, "architecture %s: console %s, %s -M %s", target.Name, target.Console, target.Qemu.Binary, target.Qemu.Machine)
 	}
 	a.Logf(1, "initrd: %d modules (%d KiB), init %s", len(mods), total>>10, initPath)
-	return k, initrd.Options{Format: format, Kernel: k.Version, Init: init, InitSize: size, Modules: mods, Time: a.Epoch}, nil
+	o := initrd.Options{Format: format, Kernel: k.Version, Init: init, InitSize: size, Modules: mods, Time: a.Epoch}
+	if target != nil {
+		o.Drivers = target.Qemu.Drivers
+	}
+	return k, o, nil
 }
 
 // Ext2 is supermin 5's ext2 format: OUT/kernel (a link to the kernel or

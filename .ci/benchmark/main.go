@@ -2,9 +2,11 @@
 // supermin 5's, in one run, on the same input (libguestfs's supermin.d
 // when installed): build times warm and cold, the --if-newer no-op, boot
 // time to the appliance's /init under TCG, peak memory and output sizes,
-// and the peak memory of a build from a base image that expands to 1 GiB.
+// the peak memory of a build from a base image that expands to 1 GiB, and
+// gosupermin's own round trip `gosupermin --run OUT -- true` of a small
+// ext2 appliance under TCG, KVM (where it works) and --accel auto.
 //
-//	go run ./.ci/benchmark [-n 5] [-cold 3] [-boots 5] [-gosupermin bin/gosupermin] [SUPERMIN.D]
+//	go run ./.ci/benchmark [-n 5] [-cold 3] [-boots 5] [-runs 3] [-gosupermin bin/gosupermin] [SUPERMIN.D]
 //
 // Times are medians of interleaved pairs (supermin, then gosupermin, the
 // order swapped every other pair); a ratio is supermin's median over ours.
@@ -28,13 +30,14 @@ import (
 )
 
 var (
-	runs   = flag.Int("n", 5, "pairs of warm builds")
-	colds  = flag.Int("cold", 3, "pairs of cold builds (page cache dropped before each; root only)")
-	boots  = flag.Int("boots", 5, "pairs of boots")
-	gosm   = flag.String("gosupermin", "bin/gosupermin", "the gosupermin binary")
-	sm     = flag.String("supermin", "supermin", "supermin 5")
-	noops  = flag.Int("noop", 20, "--if-newer runs averaged into one sample")
-	skipIt = flag.String("skip", "", "comma-separated parts to skip: warm,noop,cold,boot,bomb")
+	runs    = flag.Int("n", 5, "pairs of warm builds")
+	colds   = flag.Int("cold", 3, "pairs of cold builds (page cache dropped before each; root only)")
+	boots   = flag.Int("boots", 5, "pairs of boots")
+	gosm    = flag.String("gosupermin", "bin/gosupermin", "the gosupermin binary")
+	sm      = flag.String("supermin", "supermin", "supermin 5")
+	noops   = flag.Int("noop", 20, "--if-newer runs averaged into one sample")
+	runRuns = flag.Int("runs", 3, "gosupermin --run -- true round trips per accelerator")
+	skipIt  = flag.String("skip", "", "comma-separated parts to skip: warm,noop,cold,boot,bomb,run")
 )
 
 type result struct {
@@ -168,6 +171,50 @@ func main() {
 	}
 	if !skip("bomb") {
 		bomb(tools[1], work)
+	}
+	if !skip("run") {
+		runRows(tools[1], work)
+	}
+}
+
+// runRows times `gosupermin --run OUT -- true` of a small ext2 appliance:
+// boot, the command, its status back, the machine stopped. The median of
+// -runs round trips for each accelerator.
+func runRows(t tool, work string) {
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil || runtime.GOARCH != "amd64" {
+		fmt.Println("--run: skipped (needs qemu-system-x86_64 on amd64)")
+		return
+	}
+	sd := filepath.Join(work, "run.d")
+	run(nil, t.bin, "--prepare", "bash", "coreutils", "dash", "-o", sd)
+	out := filepath.Join(work, "run-ext2")
+	run(nil, t.bin, "--build", "-f", "ext2", "--size", "1G", sd, "-o", out)
+	for _, accel := range []string{"tcg", "kvm", "auto"} {
+		var times []time.Duration
+		note := ""
+		for range *runRuns {
+			// A bound: on some machines qemu hangs under KVM.
+			cmd := exec.Command(t.bin, "--run", out, "--accel", accel, "--timeout", "60", "--", "true")
+			cmd.Dir = work
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			start := time.Now()
+			err := cmd.Run()
+			if err != nil {
+				note = fmt.Sprintf("fails here: %v %s", err, strings.TrimSpace(stderr.String()))
+				break
+			}
+			times = append(times, time.Since(start))
+			if strings.Contains(stderr.String(), "KVM does not work") {
+				note = "(KVM fell back to TCG)"
+			}
+		}
+		what := fmt.Sprintf("--run OUT -- true, ext2, --accel %s", accel)
+		if len(times) == 0 {
+			fmt.Printf("%-46s %s\n", what, note)
+			continue
+		}
+		fmt.Printf("%-46s %12s %12.2f s  median of %d %s\n", what, "", median(times).Seconds(), len(times), note)
 	}
 }
 

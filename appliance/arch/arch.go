@@ -59,12 +59,34 @@ type Qemu struct {
 	// DiskName is the device name the kernel gives the first virtio
 	// disk, for root=.
 	DiskName string
+	// Serial and FS9P are the -device models of a virtio-serial
+	// controller and of a virtio 9p share (PCI, or CCW on s390x):
+	// gosupermin --run talks to the init and shares directories with them.
+	Serial, FS9P string
+	// Drivers are the modules of these devices, in the order the init
+	// tries them before it matches devices to modules (which costs a
+	// few tenths of a second under emulation): the bus, the disk, the
+	// serial ports, then SCSI disks.
+	Drivers []string
 }
+
+// pciDrivers and ccwDrivers are Qemu.Drivers on a PCI and a CCW bus.
+var (
+	pciDrivers = []string{"virtio_pci", "virtio_blk", "virtio_console", "virtio_scsi", "sd_mod"}
+	ccwDrivers = []string{"virtio_ccw", "virtio_blk", "virtio_console", "virtio_scsi", "sd_mod"}
+)
 
 // commonModules: the root's filesystem (ext4 mounts ext2), virtio disks
 // and their bus, the CRC helpers ext4 needs, and SCSI disks for virtio-scsi
-// (libguestfs attaches its appliance that way).
-var commonModules = []string{"ext2", "ext4", "virtio*", "crc*", "libcrc*", "sd_mod"}
+// (libguestfs attaches its appliance that way); then runModules.
+var commonModules = append([]string{"ext2", "ext4", "virtio*", "crc*", "libcrc*", "sd_mod"}, runModules...)
+
+// runModules are what gosupermin --run needs of any appliance: virtio
+// 9p shares (and virtiofs, which virtio* also matches) and the
+// virtio-serial ports that carry the command and its output. The serial
+// consoles' drivers (8250, pl011, hvc, sclp) are built into the
+// distributions' kernels: console= needs them before any module loads.
+var runModules = []string{"9p", "9pnet_virtio", "virtiofs", "virtio_console"}
 
 // ExcludedModules are left out of the mini initrd even when a pattern
 // matches them: the virtio GPU drags in the whole DRM stack.
@@ -80,10 +102,10 @@ var table = []*Arch{
 		Image:   BzImage,
 		// supermin 5's set: IDE and SATA disks of the pc machine, pmem,
 		// and ibmvscsi as supermin lists it for every architecture.
-		Modules: []string{"ext2", "ext4", "virtio*", "libata*", "piix*", "sd_mod", "ata_piix",
-			"crc*", "libcrc*", "ibmvscsi*", "libnvdimm", "nd_pmem", "nd_btt", "nfit"},
+		Modules: append([]string{"ext2", "ext4", "virtio*", "libata*", "piix*", "sd_mod", "ata_piix",
+			"crc*", "libcrc*", "ibmvscsi*", "libnvdimm", "nd_pmem", "nd_btt", "nfit"}, runModules...),
 		Console: "ttyS0",
-		Qemu:    Qemu{Binary: "qemu-system-x86_64", Machine: "pc", Disk: "virtio-blk-pci", SCSI: "virtio-scsi-pci", DiskName: "vda"},
+		Qemu:    Qemu{Binary: "qemu-system-x86_64", Machine: "pc", Disk: "virtio-blk-pci", SCSI: "virtio-scsi-pci", DiskName: "vda", Serial: "virtio-serial-pci", FS9P: "virtio-9p-pci", Drivers: pciDrivers},
 	},
 	{
 		Name: "arm64", Debian: "arm64", Uname: "aarch64",
@@ -96,7 +118,7 @@ var table = []*Arch{
 		// TCG's default cortex-a15 is 32-bit: "max" runs arm64 kernels,
 		// and with pauth-impdef its pointer authentication is cheap to
 		// emulate (a Debian appliance reaches its init in 9 s, not 27).
-		Qemu: Qemu{Binary: "qemu-system-aarch64", Machine: "virt", CPU: "max,pauth-impdef=on", Disk: "virtio-blk-pci", SCSI: "virtio-scsi-pci", DiskName: "vda"},
+		Qemu: Qemu{Binary: "qemu-system-aarch64", Machine: "virt", CPU: "max,pauth-impdef=on", Disk: "virtio-blk-pci", SCSI: "virtio-scsi-pci", DiskName: "vda", Serial: "virtio-serial-pci", FS9P: "virtio-9p-pci", Drivers: pciDrivers},
 	},
 	{
 		Name: "riscv64", Debian: "riscv64", Uname: "riscv64",
@@ -106,7 +128,7 @@ var table = []*Arch{
 		Image:   RISCVImage,
 		Modules: commonModules,
 		Console: "ttyS0",
-		Qemu:    Qemu{Binary: "qemu-system-riscv64", Machine: "virt", Disk: "virtio-blk-pci", SCSI: "virtio-scsi-pci", DiskName: "vda"},
+		Qemu:    Qemu{Binary: "qemu-system-riscv64", Machine: "virt", Disk: "virtio-blk-pci", SCSI: "virtio-scsi-pci", DiskName: "vda", Serial: "virtio-serial-pci", FS9P: "virtio-9p-pci", Drivers: pciDrivers},
 	},
 	{
 		Name: "ppc64le", Debian: "ppc64el", Uname: "ppc64le",
@@ -117,7 +139,7 @@ var table = []*Arch{
 		// pseries disks may also be IBM virtual SCSI.
 		Modules: append(append([]string(nil), commonModules...), "ibmvscsi*"),
 		Console: "hvc0",
-		Qemu:    Qemu{Binary: "qemu-system-ppc64", Machine: "pseries", Disk: "virtio-blk-pci", SCSI: "virtio-scsi-pci", DiskName: "vda"},
+		Qemu:    Qemu{Binary: "qemu-system-ppc64", Machine: "pseries", Disk: "virtio-blk-pci", SCSI: "virtio-scsi-pci", DiskName: "vda", Serial: "virtio-serial-pci", FS9P: "virtio-9p-pci", Drivers: pciDrivers},
 	},
 	{
 		Name: "s390x", Debian: "s390x", Uname: "s390x",
@@ -127,7 +149,7 @@ var table = []*Arch{
 		Image:   S390Image,
 		Modules: commonModules,
 		Console: "ttysclp0",
-		Qemu:    Qemu{Binary: "qemu-system-s390x", Machine: "s390-ccw-virtio", Disk: "virtio-blk-ccw", SCSI: "virtio-scsi-ccw", DiskName: "vda"},
+		Qemu:    Qemu{Binary: "qemu-system-s390x", Machine: "s390-ccw-virtio", Disk: "virtio-blk-ccw", SCSI: "virtio-scsi-ccw", DiskName: "vda", Serial: "virtio-serial-ccw", FS9P: "virtio-9p-ccw", Drivers: ccwDrivers},
 	},
 }
 
@@ -237,7 +259,32 @@ type QemuArgs struct {
 	// put first.
 	Append    string
 	MemoryMiB int    // 1024 if 0
-	Accel     string // "tcg" if empty
+	Accel     string // "tcg" if empty; "kvm" runs the host's CPU model
+	SMP       int    // virtual CPUs; qemu's default (1) if 0
+	// Shares are host directories the guest mounts with virtio 9p.
+	Shares []QemuShare
+	// Ports are virtio-serial ports, each backed by a connected socket
+	// qemu inherits.
+	Ports []QemuPort
+	// Terminal puts the serial console and qemu's monitor on qemu's
+	// stdio for a person at a terminal: Ctrl+C goes to the guest and
+	// Ctrl+A X stops qemu. Otherwise the console is written to stdout.
+	Terminal bool
+}
+
+// QemuShare is a host directory shared with the guest by virtio 9p; the
+// guest mounts it by Tag (mount -t 9p -o trans=virtio TAG DIR).
+type QemuShare struct {
+	Tag, Dir string
+	ReadOnly bool
+}
+
+// QemuPort is a virtio-serial port: the guest finds it by Name in
+// /sys/class/virtio-ports/*/name, qemu reads and writes the socket FD
+// (a descriptor number in qemu's process).
+type QemuPort struct {
+	Name string
+	FD   int
 }
 
 // Args is the qemu command line (without the binary, Qemu.Binary): no
@@ -250,12 +297,24 @@ func (a *Arch) Args(q QemuArgs) []string {
 		q.Accel = "tcg"
 	}
 	args := []string{"-M", a.Qemu.Machine}
-	if a.Qemu.CPU != "" {
+	switch {
+	case q.Accel == "kvm":
+		// The table's CPU models are for TCG; KVM runs the host's.
+		args = append(args, "-cpu", "host")
+	case a.Qemu.CPU != "":
 		args = append(args, "-cpu", a.Qemu.CPU)
 	}
-	args = append(args, "-accel", q.Accel, "-m", fmt.Sprint(q.MemoryMiB), "-no-reboot",
-		"-display", "none", "-monitor", "none", "-serial", "stdio", "-nodefaults",
-		"-kernel", q.Kernel)
+	args = append(args, "-accel", q.Accel, "-m", fmt.Sprint(q.MemoryMiB))
+	if q.SMP > 0 {
+		args = append(args, "-smp", fmt.Sprint(q.SMP))
+	}
+	args = append(args, "-no-reboot", "-display", "none")
+	if q.Terminal {
+		args = append(args, "-chardev", "stdio,id=con0,mux=on,signal=off", "-serial", "chardev:con0", "-mon", "chardev=con0")
+	} else {
+		args = append(args, "-monitor", "none", "-serial", "stdio")
+	}
+	args = append(args, "-nodefaults", "-kernel", q.Kernel)
 	if q.Initrd != "" {
 		args = append(args, "-initrd", q.Initrd)
 	}
@@ -277,6 +336,22 @@ func (a *Arch) Args(q QemuArgs) []string {
 		} else {
 			args = append(args, "-device", a.Qemu.Disk+",drive="+id)
 		}
+	}
+	for i, sh := range q.Shares {
+		id := fmt.Sprintf("fs%d", i)
+		fsdev := "local,id=" + id + ",path=" + strings.ReplaceAll(sh.Dir, ",", ",,") + ",security_model=none"
+		if sh.ReadOnly {
+			fsdev += ",readonly=on"
+		}
+		args = append(args, "-fsdev", fsdev, "-device", a.Qemu.FS9P+",fsdev="+id+",mount_tag="+sh.Tag)
+	}
+	if len(q.Ports) > 0 {
+		args = append(args, "-device", a.Qemu.Serial+",id=vser0")
+	}
+	for i, p := range q.Ports {
+		id := fmt.Sprintf("port%d", i)
+		args = append(args, "-chardev", fmt.Sprintf("socket,id=%s,fd=%d", id, p.FD),
+			"-device", "virtserialport,bus=vser0.0,chardev="+id+",name="+p.Name)
 	}
 	return args
 }

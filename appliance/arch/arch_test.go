@@ -20,8 +20,15 @@ func TestTable(t *testing.T) {
 	seen := map[string]*Arch{}
 	for _, a := range All() {
 		if a.Name == "" || a.Console == "" || a.Qemu.Binary == "" || a.Qemu.Machine == "" || a.Qemu.Disk == "" ||
-			a.Image == UnknownImage || len(a.Modules) == 0 || len(a.Kernels) == 0 {
+			a.Image == UnknownImage || len(a.Modules) == 0 || len(a.Kernels) == 0 || a.Qemu.Serial == "" || a.Qemu.FS9P == "" {
 			t.Errorf("%s: incomplete row %+v", a.Name, a)
+		}
+		// Any appliance can be run (gosupermin --run): its initrd has
+		// what shares and the command's channel need.
+		for _, m := range runModules {
+			if !slices.Contains(a.Modules, m) {
+				t.Errorf("%s: module pattern %q missing", a.Name, m)
+			}
 		}
 		names := append(append([]string{a.Name, a.Debian, a.Uname}, a.RPM...), a.Pacman...)
 		for _, n := range names {
@@ -304,8 +311,43 @@ func TestArgs(t *testing.T) {
 			t.Errorf("s390x: no %q in %s", w, got)
 		}
 	}
-	if strings.Contains(got, "-initrd") || strings.Contains(got, "-cpu") || strings.Contains(got, "snapshot") {
+	if strings.Contains(got, "-initrd") || !strings.Contains(got, "-cpu host ") || strings.Contains(got, "snapshot") {
 		t.Errorf("s390x: %s", got)
+	}
+}
+
+// TestArgsRun: what gosupermin --run adds: 9p shares, a virtio-serial
+// port on an inherited socket, CPUs, the console on a terminal; each
+// with the architecture's device models.
+func TestArgsRun(t *testing.T) {
+	for _, tc := range []struct {
+		arch string
+		q    QemuArgs
+		want []string
+		not  []string
+	}{
+		{"amd64", QemuArgs{Kernel: "K", SMP: 2, Shares: []QemuShare{{Tag: "gs0", Dir: "/a,b"}, {Tag: "gs1", Dir: "/c", ReadOnly: true}},
+			Ports: []QemuPort{{Name: "org.x", FD: 3}}},
+			[]string{"-smp 2", "-fsdev local,id=fs0,path=/a,,b,security_model=none -device virtio-9p-pci,fsdev=fs0,mount_tag=gs0",
+				"-fsdev local,id=fs1,path=/c,security_model=none,readonly=on", "-device virtio-serial-pci,id=vser0",
+				"-chardev socket,id=port0,fd=3 -device virtserialport,bus=vser0.0,chardev=port0,name=org.x", "-serial stdio", "-monitor none"},
+			[]string{"mux=on"}},
+		{"s390x", QemuArgs{Kernel: "K", Shares: []QemuShare{{Tag: "gs0", Dir: "/d"}}, Ports: []QemuPort{{Name: "p", FD: 4}}, Terminal: true},
+			[]string{"virtio-9p-ccw,fsdev=fs0", "-device virtio-serial-ccw,id=vser0", "-chardev stdio,id=con0,mux=on,signal=off -serial chardev:con0 -mon chardev=con0"},
+			[]string{"-serial stdio", "-smp"}},
+	} {
+		a, _ := Lookup(tc.arch)
+		got := strings.Join(a.Args(tc.q), " ")
+		for _, w := range tc.want {
+			if !strings.Contains(got, w) {
+				t.Errorf("%s: no %q in\n%s", tc.arch, w, got)
+			}
+		}
+		for _, w := range tc.not {
+			if strings.Contains(got, w) {
+				t.Errorf("%s: %q in\n%s", tc.arch, w, got)
+			}
+		}
 	}
 }
 

@@ -18,6 +18,8 @@ type params struct {
 	firstboot  bool          // gosupermin.firstboot=0 turns it off
 	fbTimeout  time.Duration // gosupermin.firstboot.timeout=, seconds
 	verbose    bool          // gosupermin.verbose=1: more messages
+	run        bool          // gosupermin.run=1: run the host's command (run.go)
+	console    string        // the last console=, without its options: "ttyS0"
 }
 
 const (
@@ -101,6 +103,10 @@ func parseCmdline(s string) params {
 			}
 		case "gosupermin.verbose":
 			p.verbose = v != "0"
+		case "gosupermin.run":
+			p.run = v == "1"
+		case "console":
+			p.console, _, _ = strings.Cut(v, ",")
 		}
 	}
 	return p

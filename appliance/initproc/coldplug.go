@@ -30,6 +30,8 @@ type coldplug struct {
 	load   func(name string) error // one module, its needs loaded
 	log    func(format string, args ...any)
 	trace  func(format string, args ...any) // with gosupermin.verbose=1
+	// matchings counts the (costly) matchings of devices to modules.
+	matchings int
 }
 
 func newColdplug(entries []layout.IndexEntry, sysDir string) *coldplug {
@@ -40,6 +42,13 @@ func newColdplug(entries []layout.IndexEntry, sysDir string) *coldplug {
 		c.order = append(c.order, e.Name)
 	}
 	return c
+}
+
+// done says whether module name is loaded, or not one of the initrd's
+// (built into the kernel, or missing: loading more will not bring it).
+func (c *coldplug) done(name string) bool {
+	_, ok := c.index[name]
+	return c.loaded[name] || !ok
 }
 
 // need loads name and, first, what it needs; it says whether it worked.
@@ -138,6 +147,7 @@ func (c *coldplug) rank(name string) int {
 // part under emulation: a rank is only matched when the ones before it
 // have nothing.
 func (c *coldplug) candidates() []string {
+	c.matchings++
 	for rank := range 3 {
 		var names []string
 		for _, name := range c.order {
@@ -189,13 +199,24 @@ func (c *coldplug) onlyCPU(name string) bool {
 // until done says the root is there (nil: until no device wants one),
 // then everything left when done never said so. It returns how many
 // modules it loaded.
-func (c *coldplug) run(fsModules []string, done func() bool) int {
+func (c *coldplug) run(fsModules, drivers []string, done func() bool) int {
 	for _, m := range fsModules {
 		c.need(m)
 	}
+	// The machine's own drivers first: when they bring the root, no
+	// device is matched at all.
+	for _, m := range drivers {
+		if done() {
+			c.trace("root found with the machine's drivers")
+			return len(c.loaded)
+		}
+		if _, ok := c.index[m]; ok && !c.loaded[m] {
+			c.need(m)
+		}
+	}
 	for range len(c.order) {
 		t := time.Now()
-		if done != nil && done() {
+		if done() {
 			c.trace("root found in %.3f s", time.Since(t).Seconds())
 			return len(c.loaded)
 		}
@@ -207,7 +228,7 @@ func (c *coldplug) run(fsModules []string, done func() bool) int {
 		}
 		c.need(cands[0])
 	}
-	if done != nil && !done() {
+	if !done() {
 		c.log("the devices' drivers did not bring the root device: loading every module")
 		for _, m := range c.order {
 			c.need(m)
@@ -250,7 +271,12 @@ func (in *initState) coldplugModules() bool {
 			fs = []string{"ext4", "ext2"}
 		}
 		if spec, err := parseRoot(in.p.root); err == nil {
-			done = func() bool { _, ok := findRoot(spec, "/sys", "/dev"); return ok }
+			done = func() bool {
+				_, ok := findRoot(spec, "/sys", "/dev")
+				// --run also needs its channel's driver (the port's
+				// name comes later, from the host: runOpen waits).
+				return ok && (!in.p.run || c.done("virtio_console"))
+			}
 		}
 	}
 	if done == nil {
@@ -258,8 +284,20 @@ func (in *initState) coldplugModules() bool {
 			c.need(m)
 		}
 	} else {
-		c.run(fs, done)
+		c.run(fs, in.cfg.Drivers, done)
 	}
 	in.logf("loaded %d of %d modules in %.2f s (%d failed)", len(c.loaded), len(c.order), time.Since(t).Seconds(), failed)
+	in.cp = c
 	return true
+}
+
+// needModules loads modules that no device asks for (a file system about
+// to be mounted) when the coldplug did not load them.
+func (in *initState) needModules(names ...string) {
+	if in.cp == nil {
+		return // all of them were loaded
+	}
+	for _, n := range names {
+		in.cp.need(n)
+	}
 }

@@ -53,7 +53,45 @@ var index = []layout.IndexEntry{
 	{Name: "virtio_pci", Needs: []string{"virtio", "virtio_ring"}, Aliases: []string{"pci:v00001AF4d*sv*sd*bc*sc*i*"}},
 	{Name: "virtio_blk", Needs: []string{"virtio", "virtio_ring"}, Aliases: []string{"virtio:d00000002v*"}},
 	{Name: "virtio_scsi", Needs: []string{"virtio", "virtio_ring", "scsi_mod"}, Aliases: []string{"virtio:d00000008v*"}},
+	{Name: "virtio_console", Needs: []string{"virtio", "virtio_ring"}, Aliases: []string{"virtio:d00000003v*"}},
 	{Name: "nfit", Aliases: []string{"acpi*:ACPI0012:*"}},
+}
+
+var pciDrivers = []string{"virtio_pci", "virtio_blk", "virtio_console", "virtio_scsi", "sd_mod"}
+
+// TestColdplugDrivers: the machine's drivers, tried first, bring the root
+// without any matching; in run mode the serial ports' driver comes too;
+// when they do not bring it, matching finds the driver that does.
+func TestColdplugDrivers(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		run, piix bool
+		want      []string
+	}{
+		{name: "virtio disk", want: []string{"crc16", "jbd2", "mbcache", "ext4", "virtio", "virtio_ring", "virtio_pci", "virtio_blk"}},
+		{name: "run mode", run: true, want: []string{"crc16", "jbd2", "mbcache", "ext4", "virtio", "virtio_ring", "virtio_pci", "virtio_blk", "virtio_console"}},
+		{name: "root on an IDE disk", piix: true, want: []string{"crc16", "jbd2", "mbcache", "ext4", "virtio", "virtio_ring", "virtio_pci", "virtio_blk",
+			"virtio_console", "scsi_common", "scsi_mod", "virtio_scsi", "sd_mod", "libata", "ata_piix"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := machine(t)
+			c := newColdplug(index, f.dir)
+			c.load, c.log = f.load, t.Logf
+			root := "virtio_blk"
+			if tc.piix {
+				root = "ata_piix"
+			}
+			c.run([]string{"ext4"}, pciDrivers, func() bool {
+				return slices.Contains(f.loaded, root) && (!tc.run || c.done("virtio_console"))
+			})
+			if !slices.Equal(f.loaded, tc.want) {
+				t.Errorf("loaded %v\nwant   %v", f.loaded, tc.want)
+			}
+			if c.matchings > 0 && !tc.piix {
+				t.Errorf("devices matched %d times although the machine's drivers brought the root", c.matchings)
+			}
+		})
+	}
 }
 
 func machine(t *testing.T) *plugSys {
@@ -73,7 +111,7 @@ func TestColdplugStopsAtRoot(t *testing.T) {
 	c := newColdplug(index, f.dir)
 	c.load, c.log = f.load, t.Logf
 	rootThere := func() bool { return slices.Contains(f.loaded, "virtio_blk") }
-	c.run([]string{"ext4", "ext2"}, rootThere)
+	c.run([]string{"ext4", "ext2"}, nil, rootThere)
 	want := []string{"crc16", "jbd2", "mbcache", "ext4", "virtio", "virtio_ring", "virtio_pci", "virtio_blk"}
 	if !slices.Equal(f.loaded, want) {
 		t.Errorf("loaded %v, want %v (the PIIX and CPU drivers are not needed for a virtio root)", f.loaded, want)
@@ -85,7 +123,7 @@ func TestColdplugFallback(t *testing.T) {
 	delete(f.adds, "virtio_pci") // the virtio disk never shows up
 	c := newColdplug(index, f.dir)
 	c.load, c.log = f.load, t.Logf
-	n := c.run([]string{"ext4"}, func() bool { return false })
+	n := c.run([]string{"ext4"}, nil, func() bool { return false })
 	if n != len(index) || len(f.loaded) != len(index) {
 		t.Errorf("loaded %d of %d modules (%v), want all when the root never comes", len(f.loaded), len(index), f.loaded)
 	}

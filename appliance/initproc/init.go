@@ -33,6 +33,9 @@
 //     /bin/init, /bin/sh, with the arguments and environment the kernel
 //     gave init.
 //
+// With gosupermin.run=1 (gosupermin --run) init runs the host's command
+// instead of step 6 and powers off: see run.go.
+//
 // "quiet" on the command line silences everything but errors. On an error
 // init says what went wrong on the console and powers the machine off.
 package initproc
@@ -77,6 +80,8 @@ type initState struct {
 	p     params
 	cfg   layout.Config
 	start time.Time
+	rs    *runState // gosupermin --run's channel (run.go), nil otherwise
+	cp    *coldplug // what loaded the modules, for more on demand; nil without an index
 }
 
 // FirstbootRunner is the first-boot runner init runs when it is present.
@@ -93,6 +98,7 @@ func (in *initState) warnf(format string, args ...any) {
 }
 
 func (in *initState) fatal(err error) {
+	in.runFail(err)
 	fmt.Fprintf(in.out, "gosupermin init: error: %v\n", err)
 	fmt.Fprintln(in.out, "gosupermin init: powering off")
 	drain(in.out)
@@ -130,6 +136,11 @@ func (in *initState) run() error {
 	}
 	in.logf("starting (%s appliance, kernel %s)", in.cfg.Format, in.cfg.Kernel)
 	in.loadModules()
+	if in.p.run {
+		if err := in.runOpen(); err != nil {
+			return err
+		}
+	}
 	useInit := true // the root's /init is the appliance's (supermin's convention)
 	if in.cfg.Format == layout.FormatCPIO {
 		useInit = in.cfg.ApplianceInit
@@ -141,6 +152,9 @@ func (in *initState) run() error {
 		return err
 	}
 	in.firstboot()
+	if in.rs != nil {
+		in.runCommand() // powers off
+	}
 	initPath, err := in.chooseInit(useInit)
 	if err != nil {
 		return err

@@ -51,6 +51,9 @@ type Options struct {
 	InitSize int64
 	Modules  []LoadedModule // in load order
 	Time     time.Time      // of the entries made
+	// Drivers are modules the init tries first, in order: those of the
+	// machine's disks and ports (arch.Qemu.Drivers).
+	Drivers []string
 }
 
 // LoadedModule is a module with its decompressed contents.
@@ -96,7 +99,7 @@ func add(m *appliance.Manifest, o Options) error {
 			return err
 		}
 	}
-	cfg := layout.Config{Format: o.Format, Kernel: o.Kernel}
+	cfg := layout.Config{Format: o.Format, Kernel: o.Kernel, Drivers: o.Drivers}
 	moved, err := l.moveApplianceInit()
 	if err != nil {
 		return err

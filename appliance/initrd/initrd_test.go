@@ -293,7 +293,7 @@ func TestManifestExt2(t *testing.T) {
 		{Module: Module{Name: "crc32c_intel", Path: "kernel/arch/x86/crypto/crc32c-intel.ko.xz"}, Data: []byte("bb"),
 			Needs: []string{"virtio_ring"}, Aliases: []string{"cpu:type:x86,ven*fam*mod*:feature:*0094*", "crypto-crc32c"}}}
 	m, err := Manifest(Options{Format: FormatExt2, Kernel: "6.1.0-1-amd64", Init: appliance.Bytes("init"), InitSize: 4,
-		Modules: mods, Time: when})
+		Modules: mods, Time: when, Drivers: []string{"virtio_ring"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -319,7 +319,7 @@ func TestManifestExt2(t *testing.T) {
 		t.Errorf("index %+v", idx)
 	}
 	e, _ = m.Get(ConfigFile)
-	if c := layout.ParseConfig(e.Data.(appliance.Bytes)); c != (layout.Config{Format: FormatExt2, Kernel: "6.1.0-1-amd64"}) {
+	if c := layout.ParseConfig(e.Data.(appliance.Bytes)); !reflect.DeepEqual(c, layout.Config{Format: FormatExt2, Kernel: "6.1.0-1-amd64", Drivers: []string{"virtio_ring"}}) {
 		t.Errorf("config %+v", c)
 	}
 	if e, _ := m.Get("/dev/console"); e.Kind != appliance.CharDev || e.Major != 5 || e.Minor != 1 {

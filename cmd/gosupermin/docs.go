@@ -50,6 +50,15 @@ var optionDocs = []optionDoc{
 			"closure against this machine's package database at the last moment, gathers the packages' files and writes " +
 			"the appliance in the format **-f** names. A root that is not installed is skipped with a warning. " +
 			"__OUTPUT__ is built beside itself and swapped in whole: a failure or an interrupt leaves the previous output as it was."},
+	{name: "--run", mode: true,
+		help: "boot the appliance OUT in qemu, run COMMAND in it and exit with its status",
+		man: "__OUT__ is an output of **--build -f ext2** or **-f cpio**, of any architecture gosupermin knows (told from its " +
+			"kernel). __COMMAND__ runs as root after the first-boot scripts, with /proc, /sys, /dev and /tmp mounted and a " +
+			"sane PATH, in the appliance's copy of the current directory, which is shared read-write at the same path " +
+			"(virtio 9p). Its standard input, output and error are gosupermin's, apart from the console's kernel and init " +
+			"messages (shown with **-v**), and gosupermin exits with its status. Without __COMMAND__, on a terminal, a shell " +
+			"runs on the console (Ctrl+A X stops the machine); not on a terminal, the shell reads its commands from standard " +
+			"input. The root image is not changed unless **--persist**. See **RUNNING A COMMAND**."},
 	{name: "--list-drivers", mode: true, help: "list the package-database drivers, each detected or not-detected, and exit"},
 	{name: "-V", mode: true, help: "print the version and exit",
 		man: "libguestfs's configure reads the second field of \"gosupermin 5.3.99 (supermin 5 compatible)\"."},
@@ -83,7 +92,18 @@ var optionDocs = []optionDoc{
 	{name: "--sbom", arg: "FILE", complete: "file",
 		help: "with --build, write an SPDX 2.3 JSON bill of materials of the appliance to FILE",
 		man:  "See **BILL OF MATERIALS**."},
-	{name: "-v", help: "more messages (repeat for more)"},
+	{name: "--share", arg: "DIR[:GUESTDIR]", complete: "dir",
+		help: "with --run, share DIR read-write at GUESTDIR (default: the same path); repeatable",
+		man:  "A share at the place of another, the current directory's included, replaces it."},
+	{name: "--memory", arg: "SIZE", help: "with --run, the machine's memory: MiB, or a number and M or G (default 1G)"},
+	{name: "--smp", arg: "N", help: "with --run, the number of virtual CPUs (default 1)"},
+	{name: "--timeout", arg: "SECONDS", help: "with --run, stop the machine after SECONDS and exit with status 124 (0: never)"},
+	{name: "--accel", arg: "ACCEL", values: []string{"auto", "kvm", "tcg"},
+		help: "with --run, auto (default), kvm or tcg",
+		man:  "**auto** uses KVM when /dev/kvm opens and the appliance is of this machine's architecture, and falls back to TCG, saying so once, when qemu fails under KVM or the appliance shows no sign of life within 10 seconds."},
+	{name: "--persist", help: "with --run, keep what the command changes in the ext2 appliance's root image",
+		man: "Without it the root is a snapshot: its file is not changed. A cpio appliance has nothing to keep."},
+	{name: "-v", help: "more messages (repeat for more); with --run, the console too"},
 
 	{name: "--use-installed", compat: true, help: "accepted and ignored: gosupermin never downloads packages"},
 	{name: "--packager-config", arg: "FILE", compat: true, complete: "file", help: "accepted and ignored, as --use-installed"},
@@ -100,7 +120,7 @@ var envDocs = []struct{ name, help string }{
 	{"SOURCE_DATE_EPOCH", "seconds since 1970: the time of made-up timestamps and of the bill of materials (reproducible builds)"},
 	{"GOSUPERMIN_INIT", "the init program, as --init (which wins)"},
 	{"GOSUPERMIN_ROOT_UUID", "the ext2 root's UUID, or \"random\" (default: derived from the content)"},
-	{"TERM", "\"dumb\" turns the progress line off"},
+	{"TERM", "\"dumb\" turns the progress line off; --run gives it to the shell on the terminal"},
 }
 
 // Exit statuses.
@@ -114,15 +134,18 @@ var exitDocs = []struct {
 	code int
 	help string
 }{
-	{exitOK, "success, also when --if-newer finds nothing to do"},
-	{exitError, "an error, told in one line: \"gosupermin: FILE: problem\""},
+	{exitOK, "success, also when --if-newer finds nothing to do; --run exits with the command's own status"},
+	{exitError, "an error, told in one line: \"gosupermin: FILE: problem\"; with --run, also an appliance that could not run the command (what its console showed last is told)"},
 	{exitUsage, "a bad command line"},
+	{exitTimeout, "--run: the --timeout expired; the machine was stopped"},
+	{exitInterrupted, "--run: interrupted (Ctrl+C); the machine was stopped"},
 }
 
 // synopsis are the ways to call gosupermin.
 var synopsis = [][2]string{
 	{"--prepare", "__PACKAGE__... **-o** __SUPERMIN.D__"},
 	{"--build", "**-f** **chroot**|**ext2**|**cpio** [__OPTION__...] __INPUT__... **-o** __OUTPUT__"},
+	{"--run", "__OUT__ [**--share** __DIR__[:__GUESTDIR__]]... [**--memory** __SIZE__] [**--smp** __N__] [**--timeout** __SECONDS__] [**--accel** **auto**|**kvm**|**tcg**] [**--persist**] [**--** __COMMAND__ [__ARG__...]]"},
 	{"--list-drivers", ""},
 	{"--version", ""},
 	{"--help", ""},
@@ -157,6 +180,9 @@ Anything else is an error naming the file.`},
 	{"BILL OF MATERIALS", `With **--sbom** __FILE__, **--build** writes an SPDX 2.3 JSON document that scanners such as syft, grype and trivy read. The document DESCRIBES the appliance, which CONTAINS one package for each package of the closure: its name, version, supplier (Maintainer, Vendor or Packager), declared licence as an SPDX expression (rpm's License, pacman's license, or the machine-readable /usr/share/doc/PACKAGE/copyright of a Debian package; NOASSERTION when there is none) and its package URL (pkg:deb, pkg:rpm or pkg:alpm, named for the distribution of the tree's os-release). Each package DEPENDS_ON the packages the resolver chose for its relations. The bootable formats add the kernel, as the package that installed it when one did.
 
 __FILE__ is written beside the output, never inside it, replaced atomically and only when the build succeeds. With **SOURCE_DATE_EPOCH** two builds give the same bytes: the creation time is that epoch and the document namespace is derived from the content.`},
+	{"RUNNING A COMMAND", `**--run** boots the appliance with the architecture's qemu (TCG or KVM) and no network. The command and its arguments reach the init, and its output and exit status come back, on a virtio-serial channel (any bytes, any size); the kernel command line only says to run it. The command's standard output and error stay apart; other than them, gosupermin writes nothing to standard output. It exits with the command's status, 128 + N when a signal N killed it, 127 when the appliance has no such command, 124 when **--timeout** expires, and 1 with the console's last telling line when the appliance cannot boot or run it. Ctrl+C stops the machine; nothing is left behind, and no root is needed when /dev/kvm or TCG is usable.
+
+The current directory is shared, unless it is / or a system directory (/usr, /etc...), which would hide the appliance's own. Files the command writes there belong to the user who runs gosupermin. Processes the command leaves running are killed when it exits.`},
 	{"PROGRESS", `When standard error is a terminal, the long phases of a build (gathering the packages' files, saving first-boot scripts, writing the image or the tree, compressing the initramfs) show one line with what is done of the total, packages or bytes, which disappears when the phase ends. Messages of **-v** still come out whole. Nothing of it is written when standard error is not a terminal (logs stay clean) or **TERM** is "dumb".`},
 	{"ENVIRONMENT", ""},
 	{"EXIT STATUS", ""},
@@ -168,10 +194,14 @@ On the user's machine, build it as an ext2 appliance for libguestfs, with a bill
 
 $ gosupermin --build -f ext2 supermin.d -o appliance.d --sbom appliance.spdx.json
 
-Build from a tree made by mmdebstrap, reproducibly, and boot it:
+Build from a tree made by mmdebstrap, reproducibly, and run a command in it:
 
 $ SOURCE_DATE_EPOCH=1700000000 gosupermin --build -f cpio --root tree supermin.d -o appliance.d
-$ qemu-system-x86_64 -nographic -kernel appliance.d/kernel -initrd appliance.d/initrd -append console=ttyS0`},
+$ gosupermin --run appliance.d -- sh -c 'uname -a > uname.txt'
+
+A shell in the appliance, with a second directory shared at /src:
+
+$ gosupermin --run appliance.d --share ../src:/src`},
 	{"SEE ALSO", `**supermin**(1), **guestfish**(1), **libguestfs-test-tool**(1), **mmdebstrap**(1)`},
 }
 

@@ -105,6 +105,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	if c.mode == "run" {
+		return c.runAppliance(ctx, stdout, stderr)
+	}
 	if err := c.exec(ctx, stderr); err != nil {
 		if ctx.Err() != nil {
 			err = errors.New("interrupted: the previous output, if any, is unchanged")
@@ -116,9 +119,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 func (c *cli) check() error {
+	if c.mode == "run" {
+		return c.checkRun()
+	}
 	switch {
+	case len(c.runUsed) > 0:
+		return usageError{c.runUsed[0] + " needs --run"}
 	case c.mode == "":
-		return usageError{"use --prepare or --build"}
+		return usageError{"use --prepare, --build or --run"}
 	case c.out == "":
 		return usageError{"-o is required"}
 	case len(c.args) == 0 && c.mode == "prepare":

@@ -32,6 +32,16 @@ type cli struct {
 	sbom               string
 	init               string
 	args               []string
+
+	// --run's (run.go): the command after "--", and the options given.
+	command []string
+	shares  []string
+	memory  int // MiB
+	smp     int
+	timeout float64 // seconds
+	accel   string
+	persist bool
+	runUsed []string // the --run options given, for check
 }
 
 type option struct {
@@ -109,11 +119,81 @@ var options = []option{
 
 	// Ecosystem: a bill of materials beside the output.
 	{[]string{"--sbom"}, true, func(c *cli, v string) error { c.sbom = v; return nil }},
+
+	// Boot an appliance and run a command in it (run.go).
+	{[]string{"--run"}, false, func(c *cli, _ string) error { return c.setMode("run") }},
+	{[]string{"--share"}, true, runOpt("--share", func(c *cli, v string) error {
+		if v == "" {
+			return usageError{"--share needs a directory"}
+		}
+		c.shares = append(c.shares, v)
+		return nil
+	})},
+	{[]string{"--memory"}, true, runOpt("--memory", func(c *cli, v string) error {
+		n, err := parseMemory(v)
+		c.memory = n
+		return err
+	})},
+	{[]string{"--smp"}, true, runOpt("--smp", func(c *cli, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1024 {
+			return usageError{fmt.Sprintf("--smp %q: a number of CPUs, 1 to 1024", v)}
+		}
+		c.smp = n
+		return nil
+	})},
+	{[]string{"--timeout"}, true, runOpt("--timeout", func(c *cli, v string) error {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || f < 0 || f > 1e7 || f != f {
+			return usageError{fmt.Sprintf("--timeout %q: a number of seconds (0: none)", v)}
+		}
+		c.timeout = f
+		return nil
+	})},
+	{[]string{"--accel"}, true, runOpt("--accel", func(c *cli, v string) error {
+		switch v {
+		case "auto", "kvm", "tcg":
+			c.accel = v
+			return nil
+		}
+		return usageError{fmt.Sprintf("--accel %q: use auto, kvm or tcg", v)}
+	})},
+	{[]string{"--persist"}, false, runOpt("--persist", func(c *cli, _ string) error { c.persist = true; return nil })},
+}
+
+// runOpt notes that a --run option was given.
+func runOpt(name string, set func(*cli, string) error) func(*cli, string) error {
+	return func(c *cli, v string) error {
+		c.runUsed = append(c.runUsed, name)
+		return set(c, v)
+	}
+}
+
+var memoryRE = regexp.MustCompile(`^([0-9]+)([MG]?)$`)
+
+// parseMemory reads --memory: MiB, or a number and M or G.
+func parseMemory(s string) (int, error) {
+	m := memoryRE.FindStringSubmatch(s)
+	bad := usageError{fmt.Sprintf("--memory %q: a size in MiB, or a number and M or G (e.g. 2G)", s)}
+	if m == nil {
+		return 0, bad
+	}
+	n, err := strconv.Atoi(m[1])
+	if err != nil || n <= 0 || n > 1<<22 {
+		return 0, bad
+	}
+	if m[2] == "G" {
+		n *= 1024
+	}
+	if n > 1<<22 {
+		return 0, bad
+	}
+	return n, nil
 }
 
 func (c *cli) setMode(m string) error {
 	if c.mode != "" && c.mode != m {
-		return usageError{"use --prepare or --build, not both"}
+		return usageError{"use one of --prepare, --build and --run"}
 	}
 	c.mode = m
 	return nil
@@ -153,7 +233,12 @@ func parseArgs(args []string) (*cli, error) {
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		if a == "--" {
-			c.args = append(c.args, args[i+1:]...)
+			if c.mode == "run" {
+				// What follows is the command, whatever it looks like.
+				c.command = append([]string{}, args[i+1:]...)
+			} else {
+				c.args = append(c.args, args[i+1:]...)
+			}
 			break
 		}
 		if len(a) < 2 || a[0] != '-' {

@@ -32,6 +32,9 @@ type Config struct {
 	Format        string
 	Kernel        string // release of the kernel the modules are for
 	ApplianceInit bool   // cpio: the appliance's /init is at ApplianceInit
+	// Drivers are modules to try, in order, before matching devices to
+	// modules: those of the machine the appliance is made for.
+	Drivers []string
 }
 
 // Marshal writes the config file.
@@ -40,6 +43,9 @@ func (c Config) Marshal() []byte {
 	fmt.Fprintf(&b, "format=%s\nkernel=%s\n", c.Format, c.Kernel)
 	if c.ApplianceInit {
 		fmt.Fprintf(&b, "appliance-init=%s\n", ApplianceInit)
+	}
+	if len(c.Drivers) > 0 {
+		fmt.Fprintf(&b, "drivers=%s\n", strings.Join(c.Drivers, ","))
 	}
 	return []byte(b.String())
 }
@@ -56,6 +62,13 @@ func ParseConfig(b []byte) Config {
 			c.Kernel = v
 		case "appliance-init":
 			c.ApplianceInit = v != ""
+		case "drivers":
+			c.Drivers = nil
+			for _, d := range strings.Split(v, ",") {
+				if d != "" {
+					c.Drivers = append(c.Drivers, d)
+				}
+			}
 		}
 	}
 	return c

@@ -10,9 +10,10 @@ func TestConfigRoundTrip(t *testing.T) {
 	for _, c := range []Config{
 		{Format: FormatExt2, Kernel: "6.1.0-28-amd64"},
 		{Format: FormatCPIO, Kernel: "6.1.0-28-amd64", ApplianceInit: true},
+		{Format: FormatExt2, Kernel: "6.1.0-28-amd64", Drivers: []string{"virtio_pci", "virtio_blk"}},
 		{},
 	} {
-		if got := ParseConfig(c.Marshal()); got != c {
+		if got := ParseConfig(c.Marshal()); !reflect.DeepEqual(got, c) {
 			t.Errorf("ParseConfig(Marshal(%+v)) = %+v", c, got)
 		}
 	}
@@ -58,7 +59,7 @@ func FuzzConfig(f *testing.F) {
 	f.Add([]byte("format=ext2\nkernel=6.1\nappliance-init=/x\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c := ParseConfig(b)
-		if got := ParseConfig(c.Marshal()); got != c {
+		if got := ParseConfig(c.Marshal()); !reflect.DeepEqual(got, c) {
 			t.Fatalf("round trip of %q: %+v != %+v", b, got, c)
 		}
 	})
