@@ -71,7 +71,7 @@ func Run(ctx context.Context, o RunOptions) (int, error) {
 		return 0, err
 	}
 	vo := vm.Options{Shares: shares, MemoryMiB: o.MemoryMiB, SMP: o.SMP, Accel: o.Accel, Persist: o.Persist, Qemu: o.Qemu,
-		Log: func(msg string) { o.log(0, msg) }}
+		Log: func(msg string) { o.log(0, msg) }, Detail: func(msg string) { o.log(1, msg) }}
 	if o.Verbose > 0 {
 		vo.Console = o.Console
 		o.logf(1, "%s appliance for %s: %s", a.Format(), a.Arch.Name, a.Dir)

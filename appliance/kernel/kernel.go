@@ -23,6 +23,10 @@
 // The chosen kernel must be readable: a kernel the user cannot read (Ubuntu
 // installs /boot/vmlinuz-* mode 0600) is an error at once, saying how to
 // fix it, rather than a failure later in qemu.
+//
+// Vmlinux takes the ELF kernel out of an x86 bzImage, for qemu to boot
+// through the PVH entry point without the bzImage's decompressor, which
+// is slow where qemu emulates the CPU (TCG).
 package kernel
 
 import (

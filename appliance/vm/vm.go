@@ -15,6 +15,14 @@
 // says Hello, or the Hello does not come within KVMGrace (on some hosts
 // qemu starts under KVM but the guest never runs), the machine is
 // stopped and booted again with TCG, and Log says so once.
+//
+// Under TCG an x86-64 appliance boots the ELF kernel inside its bzImage
+// through the PVH entry point, taken out in memory (a memfd qemu
+// inherits) by kernel.Vmlinux: TCG spends seconds in the bzImage's own
+// xz decompressor, more than Go takes on the host. A kernel that cannot
+// boot so (no PVH note, a compression Vmlinux does not read) boots as a
+// bzImage, and Detail says why. KVM boots the bzImage: its decompressor
+// runs at native speed there.
 package vm
 
 import (
@@ -31,6 +39,7 @@ import (
 	"time"
 
 	"github.com/gosupermin/gosupermin/appliance/arch"
+	"github.com/gosupermin/gosupermin/appliance/kernel"
 	"github.com/gosupermin/gosupermin/appliance/vm/wire"
 	"golang.org/x/sys/unix"
 )
@@ -125,6 +134,9 @@ type Options struct {
 	Console io.Writer
 	// Log receives messages (the fall back from KVM to TCG).
 	Log func(msg string)
+	// Detail receives details for the curious (how the kernel is
+	// booted, and why); nil drops them.
+	Detail func(msg string)
 	// KVMGrace is how long a KVM machine has to say Hello before
 	// Accel "auto" gives up on KVM; DefaultKVMGrace if 0.
 	KVMGrace time.Duration
@@ -211,20 +223,80 @@ func Start(ctx context.Context, a *Appliance, o Options, c Command) (*Machine, e
 	m := &Machine{done: make(chan struct{})}
 	go func() {
 		defer close(m.done)
-		if accel != "auto" {
-			m.status, m.err = attempt(ctx, a, o, c, accel, false)
+		// A Run boots under TCG once at most, and the ELF kernel is
+		// taken out for that boot only.
+		pvh := newPVHFuture(ctx, a, o)
+		defer pvh.close()
+		switch accel {
+		case "tcg":
+			m.status, m.err = attempt(ctx, a, o, c, boot{accel: "tcg", elf: pvh.get()})
+			return
+		case "kvm":
+			m.status, m.err = attempt(ctx, a, o, c, boot{accel: "kvm"})
 			return
 		}
-		m.status, m.err = attempt(ctx, a, o, c, "kvm", true)
+		// A KVM appliance says Hello in about a second: one that has
+		// not halfway through its grace is likely to need TCG, and the
+		// ELF kernel is taken out meanwhile, on the other CPU.
+		t := time.AfterFunc(o.KVMGrace/2, pvh.start)
+		m.status, m.err = attempt(ctx, a, o, c, boot{accel: "kvm", probing: true, hello: func() {
+			t.Stop()
+			pvh.close()
+		}})
+		t.Stop()
 		var broken *kvmBroken
 		if errors.As(m.err, &broken) {
 			if o.Log != nil {
 				o.Log(fmt.Sprintf("KVM does not work on this machine (%s): using TCG, which is slower", broken.why))
 			}
-			m.status, m.err = attempt(ctx, a, o, c, "tcg", false)
+			m.status, m.err = attempt(ctx, a, o, c, boot{accel: "tcg", elf: pvh.get()})
 		}
 	}()
 	return m, nil
+}
+
+// pvhFuture is the ELF kernel of a TCG boot (pvhKernel), taken out once
+// on a goroutine of its own from when it is started or wanted.
+type pvhFuture struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	once   sync.Once
+	done   chan struct{}
+	elf    *os.File
+	make   func(ctx context.Context) *os.File
+}
+
+func newPVHFuture(ctx context.Context, a *Appliance, o Options) *pvhFuture {
+	p := &pvhFuture{done: make(chan struct{})}
+	p.ctx, p.cancel = context.WithCancel(ctx)
+	p.make = func(ctx context.Context) *os.File { return pvhKernel(ctx, a, o) }
+	return p
+}
+
+func (p *pvhFuture) start() {
+	p.once.Do(func() {
+		go func() {
+			defer close(p.done)
+			p.elf = p.make(p.ctx)
+		}()
+	})
+}
+
+// get waits for the ELF kernel; nil to boot the bzImage.
+func (p *pvhFuture) get() *os.File {
+	p.start()
+	<-p.done
+	return p.elf
+}
+
+// close stops the work if it is going on, or keeps it from starting,
+// and closes the memfd. Only the goroutine that calls get calls it.
+func (p *pvhFuture) close() {
+	p.cancel()
+	if f := p.get(); f != nil {
+		f.Close()
+		p.elf = nil
+	}
 }
 
 // Wait waits for the command and returns its exit status (0-255; 128+N
@@ -293,9 +365,97 @@ func (e *FailError) Error() string { return "the appliance could not run the com
 // tags are the 9p mount tags of the shares.
 func tag(i int) string { return fmt.Sprintf("gosupermin%d", i) }
 
-// attempt boots once with accel; probing says a failure before Hello is
-// KVM's (*kvmBroken).
-func attempt(ctx context.Context, a *Appliance, o Options, c Command, accel string, probing bool) (int, error) {
+// pvhKernel returns, for an x86-64 appliance, a memfd holding the ELF
+// kernel inside its bzImage, for qemu to boot through the PVH entry
+// point; nil, and why in o.Detail, when the kernel cannot boot so. It is
+// in memory because nothing is to be left on disk, and made afresh each
+// Run because a cache of it would be one more thing to keep in step with
+// the kernel it comes from.
+func pvhKernel(ctx context.Context, a *Appliance, o Options) *os.File {
+	detail := func(format string, args ...any) {
+		if o.Detail != nil {
+			o.Detail(fmt.Sprintf(format, args...))
+		}
+	}
+	if a.Arch == nil || a.Arch.Name != "amd64" || ctx.Err() != nil {
+		return nil
+	}
+	start := time.Now()
+	f, err := vmlinuxMemfd(ctx, a.Kernel)
+	if ctx.Err() != nil {
+		// Not wanted any more: KVM works, or the Run was stopped.
+		if f != nil {
+			f.Close()
+		}
+		return nil
+	}
+	if err != nil {
+		detail("booting %s as it is, not the ELF kernel inside it through PVH (faster under TCG): %v", a.Kernel, err)
+		return nil
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		detail("booting %s as it is: the ELF kernel taken out of it: %v", a.Kernel, err)
+		return nil
+	}
+	detail("booting the ELF kernel inside %s through PVH (%d MiB, taken out in %.2f s): TCG is slow at the bzImage's own decompressor",
+		a.Kernel, fi.Size()>>20, time.Since(start).Seconds())
+	return f
+}
+
+// vmlinuxMemfd writes the ELF kernel inside the bzImage at path to a
+// memfd; it stops when ctx is done.
+func vmlinuxMemfd(ctx context.Context, path string) (*os.File, error) {
+	in, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer in.Close()
+	fi, err := in.Stat()
+	if err != nil {
+		return nil, err
+	}
+	fd, err := unix.MemfdCreate("gosupermin-vmlinux", unix.MFD_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("memfd_create: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), "vmlinux (memfd)")
+	if _, err := kernel.Vmlinux(in, fi.Size(), ctxWriter{ctx, f}); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// ctxWriter fails once ctx is done, to stop the copy it ends.
+type ctxWriter struct {
+	ctx context.Context
+	w   io.Writer
+}
+
+func (c ctxWriter) Write(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.w.Write(p)
+}
+
+// boot is how an attempt boots.
+type boot struct {
+	accel string
+	// probing says a failure before Hello is KVM's (*kvmBroken).
+	probing bool
+	// elf, if not nil, is the kernel to boot instead of a.Kernel: the
+	// ELF inside it, through PVH.
+	elf *os.File
+	// hello, if not nil, is called when the init says Hello.
+	hello func()
+}
+
+// attempt boots once, as b says.
+func attempt(ctx context.Context, a *Appliance, o Options, c Command, b boot) (int, error) {
+	accel, probing, elf := b.accel, b.probing, b.elf
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return 0, fmt.Errorf("socket pair: %w", err)
@@ -309,8 +469,16 @@ func attempt(ctx context.Context, a *Appliance, o Options, c Command, accel stri
 	qemuEnd := os.NewFile(uintptr(fds[1]), "run channel (qemu's end)")
 	defer port.Close()
 
+	// qemu's descriptors: 3 the run channel, 4 the ELF kernel if any
+	// (cmd.ExtraFiles). qemu opens the kernel by name, /dev/fd/4, which
+	// opens the memfd anew rather than sharing its offset.
 	q := arch.QemuArgs{Kernel: a.Kernel, Initrd: a.Initrd, MemoryMiB: o.MemoryMiB, SMP: o.SMP, Accel: accel,
 		Ports: []arch.QemuPort{{Name: wire.PortName, FD: 3}}, Terminal: c.Terminal}
+	extra := []*os.File{qemuEnd}
+	if elf != nil {
+		q.Kernel = "/dev/fd/4"
+		extra = append(extra, elf)
+	}
 	app := []string{"panic=1", wire.CmdlineFlag}
 	if a.Root != "" {
 		q.Disks, q.Snapshot = []string{a.Root}, !o.Persist
@@ -330,7 +498,7 @@ func attempt(ctx context.Context, a *Appliance, o Options, c Command, accel stri
 	}
 
 	cmd := exec.Command(o.Qemu, a.Arch.Args(q)...)
-	cmd.ExtraFiles = []*os.File{qemuEnd}
+	cmd.ExtraFiles = extra
 	qemuErr := &tail{max: 4 << 10}
 	cmd.Stderr = qemuErr
 	console := &tail{max: 16 << 10}
@@ -416,6 +584,9 @@ func attempt(ctx context.Context, a *Appliance, o Options, c Command, accel stri
 		select {
 		case <-helloSeen:
 			grace, helloSeen = nil, nil
+			if b.hello != nil {
+				b.hello()
+			}
 		case r := <-result:
 			if r.exit {
 				// The guest has synced: nothing is lost by stopping it now.

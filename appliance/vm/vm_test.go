@@ -2,7 +2,9 @@ package vm
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -79,6 +81,18 @@ func fakeQemu(mode string, args []string) int {
 			out(wire.Stdout, s.Tag+"="+s.Path+"\n")
 		}
 		out(wire.Stdout, strings.Join(args, " "))
+		// What qemu would load: the kernel's first bytes, by its name.
+		for i, a := range args {
+			if i > 0 && args[i-1] == "-kernel" {
+				var head [4]byte
+				f, err := os.Open(a)
+				if err == nil {
+					_, err = io.ReadFull(f, head[:])
+					f.Close()
+				}
+				out(wire.Stdout, fmt.Sprintf("\nkernel starts %q, %v", head, err))
+			}
+		}
 	case "exit":
 		status, _ = strconv.Atoi(req.Args[1])
 	case "both":
@@ -326,5 +340,100 @@ func TestTelling(t *testing.T) {
 	io.WriteString(&tl, "gh")
 	if tl.String() != "efgh" {
 		t.Errorf("tail %q", tl.String())
+	}
+}
+
+// pvhBzImage makes a bzImage (only the header fields kernel.Vmlinux
+// reads) of a gzip payload: an ELF64 x86-64 with a PVH note if pvh, else
+// with no note.
+func pvhBzImage(t *testing.T, pvh bool) []byte {
+	t.Helper()
+	le := binary.LittleEndian
+	var notes []byte
+	if pvh {
+		notes = le.AppendUint32(notes, 4) // "Xen\0"
+		notes = le.AppendUint32(notes, 4)
+		notes = le.AppendUint32(notes, 18) // XEN_ELFNOTE_PHYS32_ENTRY
+		notes = append(notes, "Xen\x00\x00\x00\x00\x01"...)
+	}
+	e := make([]byte, 64+56)
+	copy(e, "\x7fELF\x02\x01\x01")
+	le.PutUint16(e[18:], 62) // x86-64
+	le.PutUint64(e[32:], 64)
+	le.PutUint16(e[54:], 56)
+	le.PutUint16(e[56:], 1)
+	le.PutUint32(e[64:], 4) // PT_NOTE
+	le.PutUint64(e[64+8:], uint64(len(e)))
+	le.PutUint64(e[64+32:], uint64(len(notes)))
+	e = append(e, notes...)
+	var z bytes.Buffer
+	zw := gzip.NewWriter(&z)
+	zw.Write(e)
+	zw.Close()
+	payload := le.AppendUint32(z.Bytes(), uint32(len(e)))
+	b := make([]byte, 2*512)
+	copy(b, "MZ") // as bzImages start, for EFI
+	copy(b[0x202:], "HdrS")
+	le.PutUint16(b[0x206:], 0x20f)
+	b[0x1f1] = 1
+	le.PutUint32(b[0x24c:], uint32(len(payload)))
+	return append(b, payload...)
+}
+
+// Under TCG, an x86-64 kernel with a PVH note boots as its ELF, from a
+// memfd qemu inherits; without one, or under KVM, as the bzImage. With
+// auto, a KVM machine that has not said Hello halfway through its grace
+// has the ELF taken out meanwhile; one that says Hello does not.
+func TestPVH(t *testing.T) {
+	old := kvmUsable
+	kvmUsable = func() bool { return true }
+	defer func() { kvmUsable = old }()
+	for _, tc := range []struct {
+		name, mode, accel string
+		pvh               bool
+		elf               bool
+		detail            string
+	}{
+		{"tcg", "guest", "tcg", true, true, "booting the ELF kernel inside"},
+		{"tcg, no PVH note", "guest", "tcg", false, false, "no PVH entry point"},
+		{"kvm", "guest", "kvm", true, false, ""},
+		{"auto, KVM fails", "kvm-abort", "auto", true, true, "booting the ELF kernel inside"},
+		{"auto, KVM hangs", "kvm-hang", "auto", true, true, "booting the ELF kernel inside"},
+		{"auto, KVM works", "guest", "auto", true, false, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("FAKE_QEMU", tc.mode)
+			exe, err := os.Executable()
+			if err != nil {
+				t.Fatal(err)
+			}
+			a := fakeAppliance(t)
+			if err := os.WriteFile(a.Kernel, pvhBzImage(t, tc.pvh), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			var details []string
+			var stdout bytes.Buffer
+			o := Options{Qemu: exe, Accel: tc.accel, KVMGrace: 400 * time.Millisecond,
+				Log: func(string) {}, Detail: func(m string) { details = append(details, m) }}
+			m, err := Start(context.Background(), a, o, Command{Args: []string{"args"}, Stdout: &stdout})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st, err := m.Wait(); st != 0 || err != nil {
+				t.Fatalf("status %d, %v", st, err)
+			}
+			out := stdout.String()
+			want := "-kernel " + a.Kernel + " "
+			head := `"MZ\x00\x00"`
+			if tc.elf {
+				want, head = "-kernel /dev/fd/4 ", "\"\\x7fELF\""
+			}
+			if !strings.Contains(out, want) || !strings.Contains(out, "kernel starts "+head+", <nil>") {
+				t.Errorf("want %q and a kernel starting %s; qemu's arguments and kernel: %s", want, head, out)
+			}
+			if len(details) > 1 || tc.detail == "" && len(details) != 0 || tc.detail != "" && (len(details) == 0 || !strings.Contains(details[0], tc.detail)) {
+				t.Errorf("details %q, want one with %q", details, tc.detail)
+			}
+		})
 	}
 }

@@ -2,9 +2,10 @@
 // into an appliance manifest, streaming, with memory bounded whatever the archive.
 //
 // It has its own tar reader (ustar, pax, GNU long names, the GNU sparse
-// formats) and its own xz container reader. Small files stay in memory;
-// the rest goes to a Spool, an unnamed temporary file, without the
-// archive's holes or its files' all-zero 4 KiB blocks.
+// formats) and reads xz with internal/xz, whose dictionary is bounded.
+// Small files stay in memory; the rest goes to a Spool, an unnamed
+// temporary file, without the archive's holes or its files' all-zero
+// 4 KiB blocks.
 package baseimage
 
 import (

@@ -9,8 +9,8 @@ import (
 	"io/fs"
 	"os"
 
+	"github.com/gosupermin/gosupermin/internal/xz"
 	"github.com/klauspost/compress/gzip"
-	"github.com/ulikunitz/xz/lzma"
 	"golang.org/x/sys/unix"
 )
 
@@ -78,14 +78,14 @@ func regular(m fs.FileMode) error {
 
 var (
 	magicGzip = []byte{0x1f, 0x8b}
-	magicXZ   = []byte{0xfd, '7', 'z', 'X', 'Z', 0}
+	magicXZ   = []byte(xz.Magic)
 )
 
 // Decompress returns the tar stream inside r: gzip (every member) and xz
 // (every stream) are undone, anything else is returned as it is. how
 // names the compression ("gzip", "xz" or "").
 func Decompress(r io.Reader) (tar io.Reader, how string, err error) {
-	return decompress(bufio.NewReaderSize(r, 64<<10), maxDict)
+	return decompress(bufio.NewReaderSize(r, 64<<10), xz.DefaultMaxDict)
 }
 
 // decompress undoes gzip or xz, giving xz at most dict bytes of
@@ -100,7 +100,7 @@ func decompress(br *bufio.Reader, dict int64) (io.Reader, string, error) {
 		}
 		return zr, "gzip", nil
 	case bytes.HasPrefix(head, magicXZ):
-		zr, err := newXZReader(br, dict)
+		zr, err := xz.NewReader(br, dict)
 		if err != nil {
 			return nil, "xz", fmt.Errorf("xz: truncated or corrupt: %w", err)
 		}
@@ -120,7 +120,7 @@ func Detect(r io.Reader) (base bool, head []byte, err error) {
 	// The first block of output can refer back only within itself:
 	// however large a dictionary the xz header asks for, a small one
 	// decodes it.
-	tr, how, err := decompress(br, lzma.MinDictCap)
+	tr, how, err := decompress(br, xz.MinDict)
 	if err != nil {
 		return false, head, err
 	}

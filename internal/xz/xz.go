@@ -1,4 +1,14 @@
-package baseimage
+// Package xz reads the xz format (.xz files, xz-compressed kernels and
+// modules): every stream of a file, with their block checks, indexes and
+// footers verified, and the filter chains xz makes by default (LZMA2
+// alone) and for x86 executables (x86 BCJ, then LZMA2: Linux's
+// compressed kernels).
+//
+// The container is read here and only LZMA2 is left to ulikunitz/xz:
+// its own reader allocates whatever dictionary a block header asks for
+// (up to 4 GiB) before decoding a byte, so a hostile header would crash
+// the caller. This reader allocates at most the bound it is given.
+package xz
 
 import (
 	"bufio"
@@ -15,28 +25,30 @@ import (
 	"github.com/ulikunitz/xz/lzma"
 )
 
-// The xz container is read here and only LZMA2 is left to ulikunitz/xz:
-// its own reader allocates whatever dictionary a block header asks for
-// (up to 4 GiB) before decoding a byte, so a hostile header would crash
-// the build.
+// Magic starts every xz stream.
+const Magic = "\xfd7zXZ\x00"
 
-// maxDict bounds the LZMA2 dictionary. 64 MiB is what xz -9 uses; data
-// compressed with a larger one still decodes as long as it never refers
-// further back than this.
-const maxDict = 64 << 20
+// DefaultMaxDict bounds the LZMA2 dictionary. 64 MiB is what xz -9 uses;
+// data compressed with a larger one still decodes as long as it never
+// refers further back than this.
+const DefaultMaxDict = 64 << 20
+
+// MinDict is the smallest dictionary LZMA2 decodes with: enough for a
+// first block of output, which can refer back only within itself.
+const MinDict = lzma.MinDictCap
 
 var crc64Table = crc64.MakeTable(crc64.ECMA)
 
-// xzReader decodes every stream of an xz file, checking block checks,
+// Reader decodes every stream of an xz file, checking block checks,
 // the index and the stream footers.
-type xzReader struct {
+type Reader struct {
 	in    *countReader
 	dict  int64 // the largest dictionary to allocate
 	flags [2]byte
 	check func() hash.Hash // nil for check type "none"
 	size  int              // bytes of the check
 
-	block      io.Reader // the current block's LZMA2 data; nil between blocks
+	block      io.Reader // the current block's data, through its filters; nil between blocks
 	sum        hash.Hash
 	hdrSize    int64
 	compStart  int64
@@ -107,15 +119,26 @@ func (c *countReader) full(p []byte) error {
 	return err
 }
 
-func newXZReader(r *bufio.Reader, dict int64) (*xzReader, error) {
-	x := &xzReader{in: &countReader{r: r}, dict: dict}
+// NewReader reads the xz file r, allocating at most maxDict bytes of
+// LZMA2 dictionary (DefaultMaxDict if maxDict <= 0). It reads r through
+// a bufio.Reader, r itself if it is one; what it has buffered past the
+// end of the last stream is lost to other readers of r.
+func NewReader(r io.Reader, maxDict int64) (*Reader, error) {
+	if maxDict <= 0 {
+		maxDict = DefaultMaxDict
+	}
+	br, ok := r.(*bufio.Reader)
+	if !ok {
+		br = bufio.NewReaderSize(r, 64<<10)
+	}
+	x := &Reader{in: &countReader{r: br}, dict: maxDict}
 	if err := x.streamHeader(); err != nil {
 		return nil, err
 	}
 	return x, nil
 }
 
-func (x *xzReader) Read(p []byte) (int, error) {
+func (x *Reader) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
@@ -154,12 +177,12 @@ func (x *xzReader) Read(p []byte) (int, error) {
 	}
 }
 
-func (x *xzReader) streamHeader() error {
+func (x *Reader) streamHeader() error {
 	var h [12]byte
 	if err := x.in.full(h[:]); err != nil {
 		return err
 	}
-	if !bytes.Equal(h[:6], magicXZ) {
+	if string(h[:6]) != Magic {
 		return errors.New("not an xz stream")
 	}
 	if crc32.ChecksumIEEE(h[6:8]) != binary.LittleEndian.Uint32(h[8:]) {
@@ -187,7 +210,7 @@ func (x *xzReader) streamHeader() error {
 
 // nextBlock starts the next block, or reads the index and footer that
 // end a stream and then the next stream's header; io.EOF after the last.
-func (x *xzReader) nextBlock() error {
+func (x *Reader) nextBlock() error {
 	start := x.in.n
 	b, err := x.in.ReadByte()
 	if err != nil {
@@ -208,7 +231,7 @@ func (x *xzReader) nextBlock() error {
 	if crc32.ChecksumIEEE(hdr[:n-4]) != binary.LittleEndian.Uint32(hdr[n-4:]) {
 		return errors.New("xz: block header checksum mismatch")
 	}
-	dict, err := x.blockHeader(hdr[1 : n-4])
+	chain, err := x.blockHeader(hdr[1 : n-4])
 	if err != nil {
 		return fmt.Errorf("xz: block header: %w", err)
 	}
@@ -218,73 +241,114 @@ func (x *xzReader) nextBlock() error {
 	} else {
 		x.sum = nil
 	}
-	lr, err := lzma.Reader2Config{DictCap: dict}.NewReader2(x.in)
+	lr, err := lzma.Reader2Config{DictCap: chain.dict}.NewReader2(x.in)
 	if err != nil {
 		return fmt.Errorf("xz: %w", err)
 	}
 	x.block = lr
+	if chain.x86 {
+		x.block = newX86Reader(lr, chain.x86Start)
+	}
 	return nil
 }
 
-// blockHeader reads the flags and the one filter this reader supports,
-// LZMA2, and returns the dictionary size to allocate.
-func (x *xzReader) blockHeader(b []byte) (int, error) {
+// Filter ids of the chains this reader decodes.
+const (
+	filterX86   = 0x04
+	filterLZMA2 = 0x21
+)
+
+// chain is a block's filter chain: LZMA2, after the x86 BCJ filter if
+// x86.
+type chain struct {
+	dict     int // the LZMA2 dictionary to allocate
+	x86      bool
+	x86Start uint32 // the x86 filter's start offset
+}
+
+// blockHeader reads the flags and the filter chain, one of those this
+// reader supports: LZMA2 alone, or x86 BCJ then LZMA2 (the order of
+// encoding: LZMA2 is always last).
+func (x *Reader) blockHeader(b []byte) (chain, error) {
+	var c chain
 	r := bytes.NewReader(b)
 	flags, _ := r.ReadByte()
 	if flags&0x3c != 0 {
-		return 0, errors.New("unsupported block flags")
+		return c, errors.New("unsupported block flags")
 	}
 	x.compSize, x.uncompSize = -1, -1
 	if flags&0x40 != 0 {
 		v, err := readVLI(r)
 		if err != nil || v == 0 {
-			return 0, errors.New("bad compressed size")
+			return c, errors.New("bad compressed size")
 		}
 		x.compSize = int64(v)
 	}
 	if flags&0x80 != 0 {
 		v, err := readVLI(r)
 		if err != nil {
-			return 0, errors.New("bad uncompressed size")
+			return c, errors.New("bad uncompressed size")
 		}
 		x.uncompSize = int64(v)
 	}
-	if n := flags&3 + 1; n != 1 {
-		return 0, fmt.Errorf("a chain of %d filters (only LZMA2 alone is supported)", n)
+	n := int(flags&3) + 1
+	if n > 2 {
+		return c, fmt.Errorf("a chain of %d filters (only LZMA2, alone or after x86 BCJ, is supported)", n)
 	}
 	id, err := readVLI(r)
 	if err != nil {
-		return 0, errors.New("bad filter id")
+		return c, errors.New("bad filter id")
 	}
-	if id != 0x21 {
-		return 0, fmt.Errorf("filter %#x (only LZMA2 is supported)", id)
+	if n == 2 {
+		if id != filterX86 {
+			return c, fmt.Errorf("filter %#x before LZMA2 (only x86 BCJ is supported)", id)
+		}
+		size, err := readVLI(r)
+		switch {
+		case err != nil || size != 0 && size != 4:
+			return c, errors.New("bad x86 BCJ properties")
+		case size == 4:
+			var off [4]byte
+			if _, err := io.ReadFull(r, off[:]); err != nil {
+				return c, errors.New("bad x86 BCJ properties")
+			}
+			c.x86Start = binary.LittleEndian.Uint32(off[:])
+		}
+		c.x86 = true
+		if id, err = readVLI(r); err != nil {
+			return c, errors.New("bad filter id")
+		}
+	}
+	if id != filterLZMA2 {
+		return c, fmt.Errorf("filter %#x (only LZMA2 is supported as the last one)", id)
 	}
 	if n, err := readVLI(r); err != nil || n != 1 {
-		return 0, errors.New("bad LZMA2 properties")
+		return c, errors.New("bad LZMA2 properties")
 	}
 	code, err := r.ReadByte()
 	if err != nil {
-		return 0, errors.New("bad LZMA2 properties")
+		return c, errors.New("bad LZMA2 properties")
 	}
 	dc, err := lzma.DecodeDictCap(code)
 	if err != nil {
-		return 0, err
+		return c, err
 	}
 	for r.Len() > 0 {
-		if c, _ := r.ReadByte(); c != 0 {
-			return 0, errors.New("header padding is not zero")
+		if p, _ := r.ReadByte(); p != 0 {
+			return chain{}, errors.New("header padding is not zero")
 		}
 	}
 	dc = min(dc, x.dict)
 	if x.uncompSize >= 0 {
 		dc = min(dc, max(x.uncompSize, lzma.MinDictCap))
 	}
-	return int(dc), nil
+	c.dict = int(dc)
+	return c, nil
 }
 
 // endBlock checks the sizes, the padding and the check of the block just
 // decoded.
-func (x *xzReader) endBlock() error {
+func (x *Reader) endBlock() error {
 	comp := x.in.n - x.compStart
 	if x.compSize >= 0 && comp != x.compSize {
 		return errors.New("xz: block's compressed size differs from its header")
@@ -338,7 +402,7 @@ func (h *hashReader) ReadByte() (byte, error) {
 
 // index reads a stream's index (its 0 indicator already read) and
 // compares it with the blocks decoded.
-func (x *xzReader) index() error {
+func (x *Reader) index() error {
 	hr := &hashReader{r: x.in, crc: crc32.NewIEEE(), n: 1}
 	hr.crc.Write([]byte{0})
 	count, err := readVLI(hr)
@@ -384,7 +448,7 @@ func (x *xzReader) index() error {
 
 // streamEnd reads the stream footer, the padding after it and the header
 // of the next stream if one follows; io.EOF if none does.
-func (x *xzReader) streamEnd() error {
+func (x *Reader) streamEnd() error {
 	var f [12]byte
 	if err := x.in.full(f[:]); err != nil {
 		return fmt.Errorf("xz: stream footer: %w", err)
@@ -435,4 +499,13 @@ func readVLI(r io.ByteReader) (uint64, error) {
 		}
 	}
 	return 0, errors.New("number longer than 9 bytes")
+}
+
+func isZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }
