@@ -6,7 +6,7 @@
 // gosupermin's own round trip `gosupermin --run OUT -- true` of a small
 // ext2 appliance under TCG, KVM (where it works) and --accel auto.
 //
-//	go run ./.ci/benchmark [-n 5] [-cold 3] [-boots 5] [-runs 3] [-gosupermin bin/gosupermin] [SUPERMIN.D]
+//	go run ./.ci/benchmark [-n 5] [-cold 3] [-boots 5] [-runs 3] [-dir /var/tmp] [-gosupermin bin/gosupermin] [SUPERMIN.D]
 //
 // Times are medians of interleaved pairs (supermin, then gosupermin, the
 // order swapped every other pair); a ratio is supermin's median over ours.
@@ -38,6 +38,7 @@ var (
 	noops   = flag.Int("noop", 20, "--if-newer runs averaged into one sample")
 	runRuns = flag.Int("runs", 3, "gosupermin --run -- true round trips per accelerator")
 	skipIt  = flag.String("skip", "", "comma-separated parts to skip: warm,noop,cold,boot,bomb,run")
+	dir     = flag.String("dir", "/var/tmp", "where the outputs are written")
 )
 
 type result struct {
@@ -88,12 +89,15 @@ func main() {
 	if flag.NArg() > 0 {
 		sd = flag.Arg(0)
 	}
-	work, err := os.MkdirTemp("/var/tmp", "gosupermin-bench-")
+	work, err := os.MkdirTemp(*dir, "gosupermin-bench-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "benchmark:", err)
 		os.Exit(1)
 	}
 	defer os.RemoveAll(work)
+	if abs, err := filepath.Abs(work); err == nil {
+		work = abs
+	}
 	if _, err := os.Stat(sd); err != nil {
 		sd = filepath.Join(work, "supermin.d")
 		run(nil, *sm, "--prepare", "bash", "coreutils", "util-linux", "kmod", "e2fsprogs", "lvm2", "-o", sd)
@@ -106,7 +110,8 @@ func main() {
 	tools := []tool{{"supermin 5", *sm}, {"gosupermin", gs}}
 	uname, _ := exec.Command("uname", "-r").Output()
 	fmt.Printf("gosupermin benchmark, %s, %d cores, kernel %s", time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), uname)
-	fmt.Printf("input: %s (%d roots)\n\n", sd, countRoots(sd))
+	fmt.Printf("input: %s (%d roots)\n", sd, countRoots(sd))
+	fmt.Printf("outputs in: %s%s\n\n", work, journalNote(work))
 	fmt.Printf("%-46s %12s %12s %8s\n", "", "supermin 5", "gosupermin", "ratio")
 	row := func(what string, a, b time.Duration, ms bool) {
 		f := func(d time.Duration) string {
@@ -238,6 +243,39 @@ func noop(tools []tool, sd, out string, row rowFunc) {
 	row(fmt.Sprintf("--build --if-newer, up to date (mean of %d)", *noops), median(times[0]), median(times[1]), true)
 	os.RemoveAll(out + "0")
 	os.RemoveAll(out + "1")
+}
+
+// journalNote warns when dir is on an ext4 without a journal: there the
+// kernel looks for a recently deleted inode to reuse on every create
+// (recently_deleted in fs/ext4/ialloc.c), so for half a minute after an
+// output is removed, creating the next one's files costs several times
+// more. Chroot builds, which create thousands of files back to back, show
+// it most.
+func journalNote(dir string) string {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return ""
+	}
+	best, fstype, dev := "", "", ""
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		sep := slices.Index(f, "-")
+		if len(f) < 5 || sep < 0 || sep+2 >= len(f) {
+			continue
+		}
+		mp := f[4]
+		if (dir == mp || strings.HasPrefix(dir, strings.TrimSuffix(mp, "/")+"/")) && len(mp) >= len(best) {
+			best, fstype, dev = mp, f[sep+1], f[sep+2]
+		}
+	}
+	if fstype != "ext4" {
+		return " (" + fstype + ")"
+	}
+	journals, _ := filepath.Glob("/proc/fs/jbd2/" + filepath.Base(dev) + "-*")
+	if len(journals) > 0 {
+		return " (ext4)"
+	}
+	return " (ext4 without a journal: creating files right after a tree is removed is slow there; give -dir on a journaled file system for figures like a usual machine's)"
 }
 
 func mib(kib int64) string { return fmt.Sprintf("%d MiB", kib>>10) }
