@@ -93,7 +93,7 @@ func Run(ctx context.Context, o RunOptions) (int, error) {
 		return 0, fmt.Errorf("%w (after %s)", ErrTimeout, o.Timeout)
 	}
 	if err == nil {
-		o.logf(1, "the command exited with status %d; %.2f s from qemu's start", status, time.Since(start).Seconds())
+		o.logf(1, "the command exited with status %d, %.2f s after the appliance was started", status, time.Since(start).Seconds())
 	}
 	return status, err
 }
