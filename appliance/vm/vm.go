@@ -455,7 +455,6 @@ type boot struct {
 
 // attempt boots once, as b says.
 func attempt(ctx context.Context, a *Appliance, o Options, c Command, b boot) (int, error) {
-	accel, probing, elf := b.accel, b.probing, b.elf
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return 0, fmt.Errorf("socket pair: %w", err)
@@ -469,15 +468,86 @@ func attempt(ctx context.Context, a *Appliance, o Options, c Command, b boot) (i
 	qemuEnd := os.NewFile(uintptr(fds[1]), "run channel (qemu's end)")
 	defer port.Close()
 
-	// qemu's descriptors: 3 the run channel, 4 the ELF kernel if any
-	// (cmd.ExtraFiles). qemu opens the kernel by name, /dev/fd/4, which
-	// opens the memfd anew rather than sharing its offset.
+	q, req := machine(a, o, c, b.accel, b.elf != nil)
+	// qemu's descriptors: 3 the run channel, 4 the ELF kernel if any.
+	extra := []*os.File{qemuEnd}
+	if b.elf != nil {
+		extra = append(extra, b.elf)
+	}
+	p, err := startQemu(o, c, a.Arch.Args(q), extra)
+	// qemu has its copy: ours closed, the channel ends when qemu does.
+	qemuEnd.Close()
+	if err != nil {
+		return 0, err
+	}
+
+	hello := make(chan struct{})
+	stop := make(chan struct{})
+	defer close(stop)
+	go send(port, req, c, hello, stop)
+	result := make(chan frameResult, 1)
+	go func() { result <- receive(port, c, hello) }()
+
+	var grace <-chan time.Time
+	if b.probing {
+		t := time.NewTimer(o.KVMGrace)
+		defer t.Stop()
+		grace = t.C
+	}
+	helloSeen := hello
+	for {
+		select {
+		case <-helloSeen:
+			grace, helloSeen = nil, nil
+			if b.hello != nil {
+				b.hello()
+			}
+		case r := <-result:
+			if r.exit {
+				// The guest has synced: nothing is lost by stopping it now.
+				p.stop()
+				return r.status, nil
+			}
+			// The channel ended: qemu is going (the init powers off after
+			// Fail); its exit says more. A guest that garbled the channel
+			// and goes on is stopped.
+			var werr error
+			select {
+			case werr = <-p.exited:
+			case <-ctx.Done():
+				p.kill()
+			case <-time.After(channelEndWait):
+				p.kill()
+			}
+			<-p.consoleDone
+			return 0, ended(r, werr, p.console, p.qemuErr, b.probing)
+		case werr := <-p.exited:
+			port.SetReadDeadline(time.Now().Add(5 * time.Second)) // the channel's end follows qemu's
+			r := <-result
+			<-p.consoleDone
+			if r.exit {
+				return r.status, nil
+			}
+			return 0, ended(r, werr, p.console, p.qemuErr, b.probing)
+		case <-grace:
+			p.stop()
+			return 0, &kvmBroken{why: fmt.Sprintf("no sign of the appliance's init after %s", o.KVMGrace)}
+		case <-ctx.Done():
+			p.stop()
+			return 0, fmt.Errorf("the virtual machine was stopped: %w", ctx.Err())
+		}
+	}
+}
+
+// machine is the qemu machine of one attempt, and the request its init
+// is sent. With elf, the kernel is the ELF on descriptor 4: qemu opens it
+// by name, /dev/fd/4, which opens the memfd anew rather than sharing its
+// offset.
+func machine(a *Appliance, o Options, c Command, accel string, elf bool) (arch.QemuArgs, *wire.Req) {
 	q := arch.QemuArgs{Kernel: a.Kernel, Initrd: a.Initrd, MemoryMiB: o.MemoryMiB, SMP: o.SMP, Accel: accel,
 		Ports: []arch.QemuPort{{Name: wire.PortName, FD: 3}}, Terminal: c.Terminal}
-	extra := []*os.File{qemuEnd}
-	if elf != nil {
+	if elf {
 		q.Kernel = "/dev/fd/4"
-		extra = append(extra, elf)
 	}
 	app := []string{"panic=1", wire.CmdlineFlag}
 	if a.Root != "" {
@@ -496,135 +566,94 @@ func attempt(ctx context.Context, a *Appliance, o Options, c Command, b boot) (i
 		q.Shares = append(q.Shares, arch.QemuShare{Tag: tag(i), Dir: s.HostDir, ReadOnly: s.ReadOnly})
 		req.Shares = append(req.Shares, wire.Share{Tag: tag(i), Path: s.GuestDir, ReadOnly: s.ReadOnly})
 	}
+	return q, req
+}
 
-	cmd := exec.Command(o.Qemu, a.Arch.Args(q)...)
+// qemuProc is a running qemu: its exit, and the tails of its console and
+// its stderr for the message of a machine that fails.
+type qemuProc struct {
+	cmd              *exec.Cmd
+	terminal         bool
+	exited           chan error
+	consoleDone      chan struct{}
+	console, qemuErr *tail
+}
+
+// startQemu starts qemu with args and the descriptors extra (3 and on).
+// Its console is read into a tail (and o.Console), unless on a terminal.
+func startQemu(o Options, c Command, args []string, extra []*os.File) (*qemuProc, error) {
+	cmd := exec.Command(o.Qemu, args...)
 	cmd.ExtraFiles = extra
-	qemuErr := &tail{max: 4 << 10}
-	cmd.Stderr = qemuErr
-	console := &tail{max: 16 << 10}
-	var consoleR *os.File
+	p := &qemuProc{cmd: cmd, terminal: c.Terminal, exited: make(chan error, 1), consoleDone: make(chan struct{}),
+		console: &tail{max: 16 << 10}, qemuErr: &tail{max: 4 << 10}}
+	cmd.Stderr = p.qemuErr
+	if o.Console != nil {
+		cmd.Stderr = io.MultiWriter(p.qemuErr, o.Console)
+	}
+	var consoleR, consoleW *os.File
 	if c.Terminal {
 		cmd.Stdin, cmd.Stdout = c.TerminalIn, c.TerminalOut
 		// qemu reads the terminal: it stays in its process group.
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	} else {
-		r, w, err := os.Pipe()
-		if err != nil {
-			qemuEnd.Close()
-			return 0, err
+		var err error
+		if consoleR, consoleW, err = os.Pipe(); err != nil {
+			return nil, err
 		}
-		consoleR = r
-		cmd.Stdout = w
+		cmd.Stdout = consoleW
 		// A group of its own: the terminal's Ctrl+C comes to us, and we
 		// stop the machine. Pdeathsig: it never outlives us.
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	}
-	if o.Console != nil {
-		cmd.Stderr = io.MultiWriter(qemuErr, o.Console)
-	}
-	err = cmd.Start()
-	qemuEnd.Close()
-	if consoleR != nil {
-		cmd.Stdout.(*os.File).Close() // qemu has its copy
+	err := cmd.Start()
+	if consoleW != nil {
+		consoleW.Close() // qemu has its copy
 	}
 	if err != nil {
 		if consoleR != nil {
 			consoleR.Close()
 		}
-		return 0, fmt.Errorf("start %s: %w", o.Qemu, err)
+		return nil, fmt.Errorf("start %s: %w", o.Qemu, err)
 	}
-	consoleDone := make(chan struct{})
 	if consoleR != nil {
 		go func() {
-			defer close(consoleDone)
+			defer close(p.consoleDone)
 			defer consoleR.Close()
-			var w io.Writer = console
+			var w io.Writer = p.console
 			if o.Console != nil {
-				w = io.MultiWriter(console, o.Console)
+				w = io.MultiWriter(p.console, o.Console)
 			}
 			_, _ = io.Copy(w, consoleR)
 		}()
 	} else {
-		close(consoleDone)
+		close(p.consoleDone)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	go func() { p.exited <- cmd.Wait() }()
+	return p, nil
+}
 
-	hello := make(chan struct{})
-	stop := make(chan struct{})
-	defer close(stop)
-	go send(port, req, c, hello, stop)
-	result := make(chan frameResult, 1)
-	go func() { result <- receive(port, c, hello) }()
+// kill stops qemu and waits for it. On a terminal, qemu puts the terminal
+// back as it was only when it exits by itself: SIGTERM first, SIGKILL
+// only if that is not enough.
+func (p *qemuProc) kill() {
+	if !p.terminal {
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(5 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+	}
+}
 
-	var grace <-chan time.Time
-	if probing {
-		t := time.NewTimer(o.KVMGrace)
-		defer t.Stop()
-		grace = t.C
-	}
-	helloSeen := hello
-	kill := func() {
-		if !c.Terminal {
-			_ = cmd.Process.Kill()
-			<-exited
-			return
-		}
-		// qemu puts the terminal back as it was only when it exits by
-		// itself: SIGTERM, and SIGKILL only if that is not enough.
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-	}
-	for {
-		select {
-		case <-helloSeen:
-			grace, helloSeen = nil, nil
-			if b.hello != nil {
-				b.hello()
-			}
-		case r := <-result:
-			if r.exit {
-				// The guest has synced: nothing is lost by stopping it now.
-				kill()
-				<-consoleDone
-				return r.status, nil
-			}
-			// The channel ended: qemu is going (the init powers off after
-			// Fail); its exit says more. A guest that garbled the channel
-			// and goes on is stopped.
-			var werr error
-			select {
-			case werr = <-exited:
-			case <-ctx.Done():
-				kill()
-			case <-time.After(channelEndWait):
-				kill()
-			}
-			<-consoleDone
-			return 0, ended(r, werr, console, qemuErr, probing)
-		case werr := <-exited:
-			port.SetReadDeadline(time.Now().Add(5 * time.Second)) // the channel's end follows qemu's
-			r := <-result
-			<-consoleDone
-			if r.exit {
-				return r.status, nil
-			}
-			return 0, ended(r, werr, console, qemuErr, probing)
-		case <-grace:
-			kill()
-			<-consoleDone
-			return 0, &kvmBroken{why: fmt.Sprintf("no sign of the appliance's init after %s", o.KVMGrace)}
-		case <-ctx.Done():
-			kill()
-			<-consoleDone
-			return 0, fmt.Errorf("the virtual machine was stopped: %w", ctx.Err())
-		}
-	}
+// stop kills qemu and waits for the last of its console.
+func (p *qemuProc) stop() {
+	p.kill()
+	<-p.consoleDone
 }
 
 // ended explains a machine that stopped without an exit status.
