@@ -12,7 +12,7 @@ _gosupermin() {
 	--accel)
 		COMPREPLY=($(compgen -W 'auto kvm tcg' -- "$cur"))
 		return ;;
-	-o|--root|--share)
+	-o|--root|--share|--share-ro)
 		COMPREPLY=($(compgen -d -- "$cur"))
 		return ;;
 	--init|--lock|--sbom|--packager-config)
@@ -22,7 +22,7 @@ _gosupermin() {
 		return ;;
 	esac
 	if [[ $cur == -* ]]; then
-		COMPREPLY=($(compgen -W '--accel --build --compress --copy-kernel --dtb --firstboot --format --help --host-cpu --if-newer --include-packagelist --init --list-drivers --lock --memory --packager-config --persist --prepare --root --run --sbom --share --size --smp --timeout --use-installed --verbose --version -V -f -h -o -v' -- "$cur"))
+		COMPREPLY=($(compgen -W '--accel --build --compress --copy-kernel --dtb --firstboot --format --help --host-cpu --if-newer --include-packagelist --init --list-drivers --lock --memory --packager-config --persist --prepare --root --run --sbom --share --share-ro --size --smp --timeout --use-installed --verbose --version -V -f -h -o -v' -- "$cur"))
 		return
 	fi
 	# Inputs of --build and outputs are files and directories.

@@ -165,9 +165,19 @@ func TestRunBoot(t *testing.T) {
 				t.Errorf("the shared file belongs to uid %d, not the user who ran gosupermin", uid)
 			}
 		}
-		r = runGosupermin(t, work, nil, append(append([]string{}, user...), userBin, "--run", cpioOut, acc, "--", "sh", "-c", "exit 255")...)
-		if r.code != 255 {
-			t.Errorf("exit 255: %+v", r)
+		// A read-only share: read, not written, even by the guest's root;
+		// then exit 255.
+		ro := filepath.Join(dir, "ro share")
+		os.Mkdir(ro, 0o755)
+		os.Chmod(ro, 0o777) // writable for the user: only --share-ro stops the write
+		os.WriteFile(filepath.Join(ro, "in.txt"), []byte("shared read-only\n"), 0o644)
+		r = runGosupermin(t, work, nil, append(append([]string{}, user...), userBin, "--run", cpioOut, acc, "--share-ro", ro+":/ro",
+			"--", "sh", "-c", "cat /ro/in.txt && if echo x > /ro/new; then exit 1; fi; exit 255")...)
+		if r.code != 255 || r.stdout != "shared read-only\n" {
+			t.Errorf("--share-ro, exit 255: %+v", r)
+		}
+		if _, err := os.Stat(filepath.Join(ro, "new")); err == nil {
+			t.Errorf("the appliance wrote into a --share-ro directory")
 		}
 	})
 

@@ -95,6 +95,9 @@ var optionDocs = []optionDoc{
 	{name: "--share", arg: "DIR[:GUESTDIR]", complete: "dir",
 		help: "with --run, share DIR read-write at GUESTDIR (default: the same path); repeatable",
 		man:  "A share at the place of another, the current directory's included, replaces it."},
+	{name: "--share-ro", arg: "DIR[:GUESTDIR]", complete: "dir",
+		help: "with --run, share DIR read-only at GUESTDIR (default: the same path); repeatable",
+		man:  "The appliance cannot change DIR (the 9p mount is read-only, and qemu refuses writes)."},
 	{name: "--memory", arg: "SIZE", help: "with --run, the machine's memory: MiB, or a number and M or G (default 1G)"},
 	{name: "--smp", arg: "N", help: "with --run, the number of virtual CPUs (default 1)"},
 	{name: "--timeout", arg: "SECONDS", help: "with --run, stop the machine after SECONDS and exit with status 124 (0: never)"},
@@ -145,7 +148,7 @@ var exitDocs = []struct {
 var synopsis = [][2]string{
 	{"--prepare", "__PACKAGE__... **-o** __SUPERMIN.D__"},
 	{"--build", "**-f** **chroot**|**ext2**|**cpio** [__OPTION__...] __INPUT__... **-o** __OUTPUT__"},
-	{"--run", "__OUT__ [**--share** __DIR__[:__GUESTDIR__]]... [**--memory** __SIZE__] [**--smp** __N__] [**--timeout** __SECONDS__] [**--accel** **auto**|**kvm**|**tcg**] [**--persist**] [**--** __COMMAND__ [__ARG__...]]"},
+	{"--run", "__OUT__ [**--share**|**--share-ro** __DIR__[:__GUESTDIR__]]... [**--memory** __SIZE__] [**--smp** __N__] [**--timeout** __SECONDS__] [**--accel** **auto**|**kvm**|**tcg**] [**--persist**] [**--** __COMMAND__ [__ARG__...]]"},
 	{"--list-drivers", ""},
 	{"--version", ""},
 	{"--help", ""},

@@ -35,7 +35,7 @@ type cli struct {
 
 	// --run's (run.go): the command after "--", and the options given.
 	command []string
-	shares  []string
+	shares  []shareArg
 	memory  int // MiB
 	smp     int
 	timeout float64 // seconds
@@ -122,13 +122,8 @@ var options = []option{
 
 	// Boot an appliance and run a command in it (run.go).
 	{[]string{"--run"}, false, func(c *cli, _ string) error { return c.setMode("run") }},
-	{[]string{"--share"}, true, runOpt("--share", func(c *cli, v string) error {
-		if v == "" {
-			return usageError{"--share needs a directory"}
-		}
-		c.shares = append(c.shares, v)
-		return nil
-	})},
+	{[]string{"--share"}, true, runOpt("--share", func(c *cli, v string) error { return c.addShare("--share", v, false) })},
+	{[]string{"--share-ro"}, true, runOpt("--share-ro", func(c *cli, v string) error { return c.addShare("--share-ro", v, true) })},
 	{[]string{"--memory"}, true, runOpt("--memory", func(c *cli, v string) error {
 		n, err := parseMemory(v)
 		c.memory = n

@@ -65,7 +65,7 @@ func (c *cli) runAppliance(ctx context.Context, stdout, stderr io.Writer) int {
 		o.Shares = append(o.Shares, vm.Share{HostDir: cwd, GuestDir: cwd})
 	}
 	for _, s := range c.shares {
-		sh, err := parseShare(s)
+		sh, err := parseShare(s.flag, s.spec, s.readOnly)
 		if err != nil {
 			fmt.Fprintf(stderr, "gosupermin: %v\n", err)
 			return exitUsage
@@ -112,23 +112,37 @@ func hidesSystem(dir string) bool {
 	return false
 }
 
-// parseShare reads --share DIR[:GUESTDIR]: GUESTDIR is what follows the
-// last ':' when it is an absolute path (a DIR may hold ':'), and DIR's
-// absolute path when not given.
-func parseShare(s string) (vm.Share, error) {
+// shareArg is one --share or --share-ro, read once the command line is.
+type shareArg struct {
+	flag, spec string
+	readOnly   bool
+}
+
+func (c *cli) addShare(flag, v string, readOnly bool) error {
+	if v == "" {
+		return usageError{flag + " needs a directory"}
+	}
+	c.shares = append(c.shares, shareArg{flag, v, readOnly})
+	return nil
+}
+
+// parseShare reads --share DIR[:GUESTDIR] (flag names which): GUESTDIR is
+// what follows the last ':' when it is an absolute path (a DIR may hold
+// ':'), and DIR's absolute path when not given.
+func parseShare(flag, s string, readOnly bool) (vm.Share, error) {
 	dir, guest := s, ""
 	if i := strings.LastIndex(s, ":"); i > 0 && strings.HasPrefix(s[i+1:], "/") {
 		dir, guest = s[:i], s[i+1:]
 	}
 	abs, err := filepath.Abs(dir)
 	if err != nil {
-		return vm.Share{}, usageError{fmt.Sprintf("--share %q: %v", s, err)}
+		return vm.Share{}, usageError{fmt.Sprintf("%s %q: %v", flag, s, err)}
 	}
 	if guest == "" {
 		guest = abs
 	}
 	if filepath.Clean(guest) == "/" {
-		return vm.Share{}, usageError{fmt.Sprintf("--share %q: it cannot replace the appliance's root", s)}
+		return vm.Share{}, usageError{fmt.Sprintf("%s %q: it cannot replace the appliance's root", flag, s)}
 	}
-	return vm.Share{HostDir: abs, GuestDir: filepath.Clean(guest)}, nil
+	return vm.Share{HostDir: abs, GuestDir: filepath.Clean(guest), ReadOnly: readOnly}, nil
 }

@@ -12,14 +12,15 @@ import (
 )
 
 func TestParseRunArgs(t *testing.T) {
-	c, err := parseArgs([]string{"--run", "out", "--share", "/a:/b", "--share=/c", "--memory", "2G", "--smp", "2", "--timeout", "1.5",
+	c, err := parseArgs([]string{"--run", "out", "--share", "/a:/b", "--share=/c", "--share-ro", "/d", "--memory", "2G", "--smp", "2", "--timeout", "1.5",
 		"--accel", "tcg", "--persist", "-v", "--", "sh", "-c", "x", "--", "-v"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := &cli{mode: "run", verbose: 1, size: 4 << 30, args: []string{"out"}, command: []string{"sh", "-c", "x", "--", "-v"},
-		shares: []string{"/a:/b", "/c"}, memory: 2048, smp: 2, timeout: 1.5, accel: "tcg", persist: true,
-		runUsed: []string{"--share", "--share", "--memory", "--smp", "--timeout", "--accel", "--persist"}}
+		shares: []shareArg{{"--share", "/a:/b", false}, {"--share", "/c", false}, {"--share-ro", "/d", true}},
+		memory: 2048, smp: 2, timeout: 1.5, accel: "tcg", persist: true,
+		runUsed: []string{"--share", "--share", "--share-ro", "--memory", "--smp", "--timeout", "--accel", "--persist"}}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got  %+v\nwant %+v", c, want)
 	}
@@ -40,17 +41,20 @@ func TestParseShare(t *testing.T) {
 	cwd, _ := os.Getwd()
 	for _, tc := range []struct {
 		in   string
+		ro   bool
 		want vm.Share
 		err  bool
 	}{
-		{"/a", vm.Share{HostDir: "/a", GuestDir: "/a"}, false},
-		{"/a:/b/", vm.Share{HostDir: "/a", GuestDir: "/b"}, false},
-		{"/a:b:/c", vm.Share{HostDir: "/a:b", GuestDir: "/c"}, false},
-		{"/a:b", vm.Share{HostDir: "/a:b", GuestDir: "/a:b"}, false},
-		{"rel", vm.Share{HostDir: filepath.Join(cwd, "rel"), GuestDir: filepath.Join(cwd, "rel")}, false},
-		{"/a:/", vm.Share{}, true},
+		{"/a", false, vm.Share{HostDir: "/a", GuestDir: "/a"}, false},
+		{"/a:/b/", false, vm.Share{HostDir: "/a", GuestDir: "/b"}, false},
+		{"/a:b:/c", false, vm.Share{HostDir: "/a:b", GuestDir: "/c"}, false},
+		{"/a:b", false, vm.Share{HostDir: "/a:b", GuestDir: "/a:b"}, false},
+		{"rel", false, vm.Share{HostDir: filepath.Join(cwd, "rel"), GuestDir: filepath.Join(cwd, "rel")}, false},
+		{"/a:/", false, vm.Share{}, true},
+		{"/a:/b", true, vm.Share{HostDir: "/a", GuestDir: "/b", ReadOnly: true}, false},
+		{"/a:/", true, vm.Share{}, true},
 	} {
-		got, err := parseShare(tc.in)
+		got, err := parseShare("--share", tc.in, tc.ro)
 		if (err != nil) != tc.err || (!tc.err && got != tc.want) {
 			t.Errorf("parseShare(%q) = %+v, %v", tc.in, got, err)
 		}
@@ -82,6 +86,8 @@ func TestRunCLIErrors(t *testing.T) {
 		{[]string{"--run", "a", "--timeout", "-1"}, 2, "--timeout"},
 		{[]string{"--run", "a", "--memory", "lots"}, 2, "--memory"},
 		{[]string{"--run", "a", "--share", "/a:/"}, 2, "root"},
+		{[]string{"--run", "a", "--share-ro", "/a:/"}, 2, "--share-ro \"/a:/\": it cannot replace the appliance's root"},
+		{[]string{"--build", "-f", "ext2", "sd", "-o", "x", "--share-ro", "/a"}, 2, "--share-ro needs --run"},
 		{[]string{"--run", chroot, "--", "true"}, 1, "not a bootable appliance"},
 		{[]string{"--run", filepath.Join(chroot, "missing"), "--", "true"}, 1, "not a bootable appliance"},
 	} {
