@@ -263,13 +263,13 @@ type pvhFuture struct {
 	once   sync.Once
 	done   chan struct{}
 	elf    *os.File
-	make   func(ctx context.Context) *os.File
+	a      *Appliance
+	o      Options
 }
 
 func newPVHFuture(ctx context.Context, a *Appliance, o Options) *pvhFuture {
-	p := &pvhFuture{done: make(chan struct{})}
+	p := &pvhFuture{done: make(chan struct{}), a: a, o: o}
 	p.ctx, p.cancel = context.WithCancel(ctx)
-	p.make = func(ctx context.Context) *os.File { return pvhKernel(ctx, a, o) }
 	return p
 }
 
@@ -277,7 +277,7 @@ func (p *pvhFuture) start() {
 	p.once.Do(func() {
 		go func() {
 			defer close(p.done)
-			p.elf = p.make(p.ctx)
+			p.elf = pvhKernel(p.ctx, p.a, p.o)
 		}()
 	})
 }

@@ -88,6 +88,7 @@ func TestRunCLIErrors(t *testing.T) {
 		{[]string{"--run", "a", "--share", "/a:/"}, 2, "root"},
 		{[]string{"--run", "a", "--share-ro", "/a:/"}, 2, "--share-ro \"/a:/\": it cannot replace the appliance's root"},
 		{[]string{"--build", "-f", "ext2", "sd", "-o", "x", "--share-ro", "/a"}, 2, "--share-ro needs --run"},
+		{[]string{"--run", "a", "--share-ro", ""}, 2, "--share-ro needs a directory"},
 		{[]string{"--run", chroot, "--", "true"}, 1, "not a bootable appliance"},
 		{[]string{"--run", filepath.Join(chroot, "missing"), "--", "true"}, 1, "not a bootable appliance"},
 	} {

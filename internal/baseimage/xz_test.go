@@ -3,12 +3,11 @@ package baseimage
 import (
 	"archive/tar"
 	"bytes"
-	"encoding/binary"
-	"hash/crc32"
 	"math/rand"
-	"os/exec"
 	"runtime"
 	"testing"
+
+	"github.com/gosupermin/gosupermin/internal/xz/xztest"
 )
 
 // xzData is compressible but not trivial: text with random runs.
@@ -29,11 +28,9 @@ func xzData(n int) []byte {
 
 func xzCLI(t *testing.T, data []byte, args ...string) []byte {
 	t.Helper()
-	cmd := exec.Command("xz", append([]string{"-c"}, args...)...)
-	cmd.Stdin = bytes.NewReader(data)
-	out, err := cmd.Output()
+	out, err := xztest.CLI(data, args...)
 	if err != nil {
-		t.Fatalf("xz %v: %v", args, err)
+		t.Fatal(err)
 	}
 	return out
 }
@@ -42,16 +39,9 @@ func xzCLI(t *testing.T, data []byte, args ...string) []byte {
 // dictionary of 4 GiB - 1.
 func claimHugeDict(t testing.TB, b []byte) {
 	t.Helper()
-	// Stream header (12 bytes), then the block header: size byte, flags,
-	// filter id 0x21, properties size 1, dictionary code.
-	hdrLen := (int(b[12]) + 1) * 4
-	hdr := b[12 : 12+hdrLen]
-	i := bytes.Index(hdr, []byte{0x21, 0x01})
-	if i < 0 {
-		t.Fatalf("no LZMA2 filter in block header % x", hdr)
+	if err := xztest.ClaimHugeDict(b); err != nil {
+		t.Fatal(err)
 	}
-	hdr[i+2] = 40
-	binary.LittleEndian.PutUint32(hdr[hdrLen-4:], crc32.ChecksumIEEE(hdr[:hdrLen-4]))
 }
 
 // TestDetectXZ: Detect decodes a first block with a small dictionary,

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"testing/iotest"
 
+	"github.com/gosupermin/gosupermin/internal/xz/xztest"
 	uxz "github.com/ulikunitz/xz"
 )
 
@@ -74,15 +75,28 @@ func decode(data []byte) ([]byte, error) {
 	return io.ReadAll(x)
 }
 
+// compress is plain in xz as ulikunitz/xz writes it (LZMA2 alone, CRC64).
+func compress(t testing.TB, plain []byte) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	w, err := uxz.NewWriter(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(plain); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
 func xzCLI(t *testing.T, data []byte, args ...string) []byte {
 	t.Helper()
-	cmd := exec.Command("xz", append([]string{"-c"}, args...)...)
-	cmd.Stdin = bytes.NewReader(data)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+	out, err := xztest.CLI(data, args...)
 	if err != nil {
-		t.Fatalf("xz %v: %v: %s", args, err, stderr.Bytes())
+		t.Fatal(err)
 	}
 	return out
 }
@@ -224,14 +238,7 @@ func (o *oddReader) Read(p []byte) (int, error) {
 
 func TestCorrupt(t *testing.T) {
 	plain := textData(100 << 10)
-	var good bytes.Buffer
-	w, err := uxz.NewWriter(&good)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.Write(plain)
-	w.Close()
-	g := good.Bytes()
+	g := compress(t, plain)
 	flip := func(off int) []byte {
 		b := bytes.Clone(g)
 		if off < 0 {
@@ -310,16 +317,9 @@ func TestFilterChains(t *testing.T) {
 // dictionary of 4 GiB - 1.
 func claimHugeDict(t testing.TB, b []byte) {
 	t.Helper()
-	// Stream header (12 bytes), then the block header: size byte, flags,
-	// filter id 0x21, properties size 1, dictionary code.
-	hdrLen := (int(b[12]) + 1) * 4
-	hdr := b[12 : 12+hdrLen]
-	i := bytes.Index(hdr, []byte{0x21, 0x01})
-	if i < 0 {
-		t.Fatalf("no LZMA2 filter in block header % x", hdr)
+	if err := xztest.ClaimHugeDict(b); err != nil {
+		t.Fatal(err)
 	}
-	hdr[i+2] = 40
-	binary.LittleEndian.PutUint32(hdr[hdrLen-4:], crc32.ChecksumIEEE(hdr[:hdrLen-4]))
 }
 
 // TestDictionaryBound: a block header may ask for a 4 GiB dictionary;
@@ -380,11 +380,7 @@ func TestReadVLI(t *testing.T) {
 // decode to the same bytes.
 func FuzzXZ(f *testing.F) {
 	for _, n := range []int{0, 1, 5000} {
-		var buf bytes.Buffer
-		w, _ := uxz.NewWriter(&buf)
-		w.Write(textData(n))
-		w.Close()
-		f.Add(buf.Bytes())
+		f.Add(compress(f, textData(n)))
 	}
 	// x86 BCJ then LZMA2, as xz --x86 makes it, of "\xe8\x01\x02\x03\x00".
 	f.Add([]byte("\xfd\x37\x7a\x58\x5a\x00\x00\x04\xe6\xd6\xb4\x46\x02\x01\x04\x00\x21\x01\x16\x00\x0d\x86\x35\x1f\x01\x00\x04\xe8\x06\x02\x03\x00\x00\x00\x00\x00\xf7\x4b\xa6\xee\xb9\x3b\x79\xc0\x00\x01\x1d\x05\xb8\x2d\x80\xaf\x1f\xb6\xf3\x7d\x01\x00\x00\x00\x00\x04\x59\x5a"))
@@ -397,14 +393,7 @@ func FuzzXZ(f *testing.F) {
 		if err != nil {
 			return
 		}
-		var buf bytes.Buffer
-		w, err := uxz.NewWriter(&buf)
-		if err != nil {
-			t.Fatal(err)
-		}
-		w.Write(plain)
-		w.Close()
-		again, err := decode(buf.Bytes())
+		again, err := decode(compress(t, plain))
 		if err != nil || !bytes.Equal(again, plain) {
 			t.Fatalf("round trip: %d bytes, %v; want %d", len(again), err, len(plain))
 		}
