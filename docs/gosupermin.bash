@@ -6,6 +6,9 @@ _gosupermin() {
 	-f|--format)
 		COMPREPLY=($(compgen -W 'chroot ext2 cpio fs filesystem' -- "$cur"))
 		return ;;
+	--kernel-format)
+		COMPREPLY=($(compgen -W 'auto elf image' -- "$cur"))
+		return ;;
 	--compress)
 		COMPREPLY=($(compgen -W 'zstd gzip none' -- "$cur"))
 		return ;;
@@ -22,7 +25,7 @@ _gosupermin() {
 		return ;;
 	esac
 	if [[ $cur == -* ]]; then
-		COMPREPLY=($(compgen -W '--accel --build --compress --copy-kernel --dtb --firstboot --format --help --host-cpu --if-newer --include-packagelist --init --list-drivers --lock --memory --packager-config --persist --prepare --root --run --sbom --share --share-ro --size --smp --timeout --use-installed --verbose --version -V -f -h -o -v' -- "$cur"))
+		COMPREPLY=($(compgen -W '--accel --build --compress --copy-kernel --dtb --firstboot --format --help --host-cpu --if-newer --include-packagelist --init --kernel-format --list-drivers --lock --memory --packager-config --persist --prepare --root --run --sbom --share --share-ro --size --smp --timeout --use-installed --verbose --version -V -f -h -o -v' -- "$cur"))
 		return
 	fi
 	# Inputs of --build and outputs are files and directories.

@@ -40,7 +40,12 @@ type Boot struct {
 	// HostCPU is empty, the kernels of the database's architecture are
 	// preferred.
 	Kernel kernel.Options
-	// CopyKernel copies the kernel into the output instead of linking it.
+	// KernelFormat says what OUT/kernel is: by default the ELF kernel
+	// inside an x86-64 bzImage, which boots without its decompressor.
+	KernelFormat KernelFormat
+	// CopyKernel copies the kernel image into the output instead of
+	// linking it, when OUT/kernel is the image (KernelImage, or a kernel
+	// KernelAuto keeps as it is).
 	CopyKernel bool
 	// Init is the static init program put in the initrd. When empty,
 	// FindInit is asked for the one of the appliance's architecture
@@ -165,6 +170,17 @@ func (f *Ext2) Write(ctx context.Context, a *Appliance, dir string) error {
 	if err != nil {
 		return err
 	}
+	if err := f.write(ctx, a, k, parts, dir); err != nil {
+		return err
+	}
+	// After the image, not beside it: decompressing needs a 32 MiB
+	// dictionary, and with the image's read-ahead the build would go
+	// over its memory bound and spend the CPU it would gain on GC.
+	return f.installKernel(ctx, a, k, dir)
+}
+
+// write writes OUT/root and OUT/initrd.
+func (f *Ext2) write(ctx context.Context, a *Appliance, k *kernel.Kernel, parts initrd.Options, dir string) error {
 	m, err := withModules(ctx, a, k, f.Kernel.Modules != "")
 	if err != nil {
 		return err
@@ -191,12 +207,9 @@ func (f *Ext2) Write(ctx context.Context, a *Appliance, dir string) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFile(filepath.Join(dir, "initrd"), func(out *os.File) error {
+	return writeFile(filepath.Join(dir, "initrd"), func(out *os.File) error {
 		return cpio.NewWriter(out).WriteManifest(ctx, rd)
-	}); err != nil {
-		return err
-	}
-	return k.Install(filepath.Join(dir, "kernel"), f.CopyKernel)
+	})
 }
 
 // withModules is the appliance with the kernel's whole module directory
@@ -282,6 +295,14 @@ func (f *CPIO) Write(ctx context.Context, a *Appliance, dir string) error {
 	if err != nil {
 		return err
 	}
+	if err := f.write(ctx, a, parts, dir); err != nil {
+		return err
+	}
+	return f.installKernel(ctx, a, k, dir)
+}
+
+// write writes OUT/initrd.
+func (f *CPIO) write(ctx context.Context, a *Appliance, parts initrd.Options, dir string) error {
 	m, err := initrd.Overlay(a.Manifest, parts)
 	if err != nil {
 		return err
@@ -310,7 +331,7 @@ func (f *CPIO) Write(ctx context.Context, a *Appliance, dir string) error {
 		return err
 	}
 	meter.end()
-	return k.Install(filepath.Join(dir, "kernel"), f.CopyKernel)
+	return nil
 }
 
 // meteredWriter counts what goes into the compressor.

@@ -91,6 +91,9 @@ func Build(ctx context.Context, o BuildOptions) error {
 		return err
 	}
 	defer a.close()
+	if fi, err := os.Lstat(o.Out); err == nil && fi.IsDir() {
+		a.Previous = o.Out
+	}
 	var sbom *staged
 	defer func() { sbom.abort() }()
 	res, err := outdir.Replace(ctx, o.Out, outdir.Options{Start: start, RemoveOld: o.RemoveOld}, func(tmp string) error {

@@ -46,6 +46,10 @@ type Appliance struct {
 	// Kernel is the kernel a bootable format chose for the appliance; it
 	// sets it, for the bill of materials. Nil for the chroot format.
 	Kernel *kernel.Kernel
+	// Previous is the output this build replaces, if there is one: a
+	// format may take over what it checks there is what it would write
+	// (the ELF kernel), and must not change it.
+	Previous string
 
 	opt        *Options
 	db         backends.DB                               // open until the build ends

@@ -10,6 +10,9 @@
 //
 // Times are medians of interleaved pairs (supermin, then gosupermin, the
 // order swapped every other pair); a ratio is supermin's median over ours.
+// A build replaces the tool's own previous output, as libguestfs's
+// rebuilds do, except in the "no previous output" row, where it starts
+// from nothing, as a package build in a clean tree does.
 package main
 
 import (
@@ -122,47 +125,63 @@ func main() {
 		}
 		fmt.Printf("%-46s %12s %12s %7.2fx\n", what, f(a), f(b), float64(a)/float64(b))
 	}
-	out := filepath.Join(work, "out")
-	build := func(t tool, format string, cold bool) result {
-		os.RemoveAll(out)
+	// Each tool rebuilds over its own previous output, as libguestfs
+	// does when a package changed; fresh builds remove it first, as a
+	// build in a clean tree (a distribution's package build) starts.
+	outOf := func(k int) string { return filepath.Join(work, fmt.Sprintf("out%d", k)) }
+	build := func(k int, format string, cold, fresh bool) result {
+		if fresh {
+			os.RemoveAll(outOf(k))
+		}
 		if cold {
 			dropCaches()
 		}
-		return run(nil, t.bin, "--build", "-f", format, sd, "-o", out)
+		return run(nil, tools[k].bin, "--build", "-f", format, sd, "-o", outOf(k))
 	}
 	// pairs runs n interleaved pairs and gives the medians, the peak RSS
 	// and the allocated size of each tool's output.
-	pairs := func(format string, n int, cold bool) (t [2]time.Duration, rss, alloc [2]int64) {
+	pairs := func(format string, n int, cold, fresh bool) (t [2]time.Duration, rss, alloc [2]int64) {
 		var times [2][]time.Duration
 		for i := range n {
 			for _, k := range []int{i % 2, 1 - i%2} {
-				r := build(tools[k], format, cold)
+				r := build(k, format, cold, fresh)
 				times[k] = append(times[k], r.wall)
 				rss[k] = max(rss[k], r.rss)
-				alloc[k] = allocated(out, format)
+				alloc[k] = allocated(outOf(k), format)
 			}
 		}
 		return [2]time.Duration{median(times[0]), median(times[1])}, rss, alloc
 	}
+	// Outputs of the other format are removed first: a tool does not
+	// replace an ext2 output with a chroot.
+	clean := func() { os.RemoveAll(outOf(0)); os.RemoveAll(outOf(1)) }
 	var mem [][3]string
 	if !skip("warm") {
 		for _, format := range []string{"ext2", "chroot"} {
-			build(tools[1], format, false) // the page cache warm
-			t, rss, alloc := pairs(format, *runs, false)
+			clean()
+			build(0, format, false, false) // the page cache warm, and a previous output
+			build(1, format, false, false)
+			t, rss, alloc := pairs(format, *runs, false, false)
 			row(fmt.Sprintf("--build -f %s, warm (median of %d)", format, *runs), t[0], t[1], false)
 			mem = append(mem, [3]string{"peak RSS, -f " + format, mib(rss[0]), mib(rss[1])},
 				[3]string{"allocated output, -f " + format, mib(alloc[0]), mib(alloc[1])})
 		}
+		t, rss, _ := pairs("ext2", *runs, false, true)
+		row(fmt.Sprintf("--build -f ext2, warm, no previous output (%d)", *runs), t[0], t[1], false)
+		mem = append(mem, [3]string{"peak RSS, -f ext2, no previous output", mib(rss[0]), mib(rss[1])})
 	}
 	if !skip("noop") {
-		noop(tools, sd, out, row)
+		noop(tools, sd, filepath.Join(work, "noop"), row)
 	}
 	if !skip("cold") {
 		if os.Geteuid() != 0 || !dropCaches() {
 			fmt.Println("cold builds: skipped (dropping the page cache needs root)")
 		} else {
 			for _, format := range []string{"ext2", "chroot"} {
-				t, _, _ := pairs(format, *colds, true)
+				clean()
+				build(0, format, false, false)
+				build(1, format, false, false)
+				t, _, _ := pairs(format, *colds, true, false)
 				row(fmt.Sprintf("--build -f %s, cold (median of %d)", format, *colds), t[0], t[1], false)
 			}
 		}

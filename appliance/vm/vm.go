@@ -51,6 +51,9 @@ type Appliance struct {
 	// Root is the ext2 format's root image; empty for cpio.
 	Root string
 	Arch *arch.Arch
+	// KernelFormat is the kernel file's: an ELF kernel (gosupermin's
+	// default OUT/kernel on x86-64) is booted as it is, through PVH.
+	KernelFormat arch.ImageFormat
 }
 
 // Format is "ext2" or "cpio".
@@ -106,6 +109,7 @@ func Open(dir string) (*Appliance, error) {
 		return nil, fmt.Errorf("%s: an %s: qemu does not boot it without EFI firmware", a.Kernel, format)
 	}
 	a.Arch = t
+	a.KernelFormat = format
 	return a, nil
 }
 
@@ -378,6 +382,10 @@ func pvhKernel(ctx context.Context, a *Appliance, o Options) *os.File {
 		}
 	}
 	if a.Arch == nil || a.Arch.Name != "amd64" || ctx.Err() != nil {
+		return nil
+	}
+	if a.KernelFormat == arch.ELFImage {
+		detail("booting %s, an ELF kernel, through PVH", a.Kernel)
 		return nil
 	}
 	start := time.Now()

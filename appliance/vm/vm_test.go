@@ -344,10 +344,27 @@ func TestTelling(t *testing.T) {
 }
 
 // pvhBzImage makes a bzImage (only the header fields kernel.Vmlinux
-// reads) of a gzip payload: an ELF64 x86-64 with a PVH note if pvh, else
-// with no note.
+// reads) of a gzip payload: pvhELF(pvh).
 func pvhBzImage(t *testing.T, pvh bool) []byte {
 	t.Helper()
+	le := binary.LittleEndian
+	e := pvhELF(pvh)
+	var z bytes.Buffer
+	zw := gzip.NewWriter(&z)
+	zw.Write(e)
+	zw.Close()
+	payload := le.AppendUint32(z.Bytes(), uint32(len(e)))
+	b := make([]byte, 2*512)
+	copy(b, "MZ") // as bzImages start, for EFI
+	copy(b[0x202:], "HdrS")
+	le.PutUint16(b[0x206:], 0x20f)
+	b[0x1f1] = 1
+	le.PutUint32(b[0x24c:], uint32(len(payload)))
+	return append(b, payload...)
+}
+
+// pvhELF is an ELF64 x86-64 with a PVH note if pvh, else with no note.
+func pvhELF(pvh bool) []byte {
 	le := binary.LittleEndian
 	var notes []byte
 	if pvh {
@@ -365,25 +382,14 @@ func pvhBzImage(t *testing.T, pvh bool) []byte {
 	le.PutUint32(e[64:], 4) // PT_NOTE
 	le.PutUint64(e[64+8:], uint64(len(e)))
 	le.PutUint64(e[64+32:], uint64(len(notes)))
-	e = append(e, notes...)
-	var z bytes.Buffer
-	zw := gzip.NewWriter(&z)
-	zw.Write(e)
-	zw.Close()
-	payload := le.AppendUint32(z.Bytes(), uint32(len(e)))
-	b := make([]byte, 2*512)
-	copy(b, "MZ") // as bzImages start, for EFI
-	copy(b[0x202:], "HdrS")
-	le.PutUint16(b[0x206:], 0x20f)
-	b[0x1f1] = 1
-	le.PutUint32(b[0x24c:], uint32(len(payload)))
-	return append(b, payload...)
+	return append(e, notes...)
 }
 
 // Under TCG, an x86-64 kernel with a PVH note boots as its ELF, from a
 // memfd qemu inherits; without one, or under KVM, as the bzImage. With
 // auto, a KVM machine that has not said Hello halfway through its grace
-// has the ELF taken out meanwhile; one that says Hello does not.
+// has the ELF taken out meanwhile; one that says Hello does not. An
+// appliance whose kernel is the ELF already boots it as it is.
 func TestPVH(t *testing.T) {
 	old := kvmUsable
 	kvmUsable = func() bool { return true }
@@ -393,13 +399,16 @@ func TestPVH(t *testing.T) {
 		pvh               bool
 		elf               bool
 		detail            string
+		elfKernel         bool // OUT/kernel is the ELF (gosupermin's default)
 	}{
-		{"tcg", "guest", "tcg", true, true, "booting the ELF kernel inside"},
-		{"tcg, no PVH note", "guest", "tcg", false, false, "no PVH entry point"},
-		{"kvm", "guest", "kvm", true, false, ""},
-		{"auto, KVM fails", "kvm-abort", "auto", true, true, "booting the ELF kernel inside"},
-		{"auto, KVM hangs", "kvm-hang", "auto", true, true, "booting the ELF kernel inside"},
-		{"auto, KVM works", "guest", "auto", true, false, ""},
+		{"tcg", "guest", "tcg", true, true, "booting the ELF kernel inside", false},
+		{"tcg, no PVH note", "guest", "tcg", false, false, "no PVH entry point", false},
+		{"kvm", "guest", "kvm", true, false, "", false},
+		{"auto, KVM fails", "kvm-abort", "auto", true, true, "booting the ELF kernel inside", false},
+		{"auto, KVM hangs", "kvm-hang", "auto", true, true, "booting the ELF kernel inside", false},
+		{"auto, KVM works", "guest", "auto", true, false, "", false},
+		{"tcg, ELF kernel", "guest", "tcg", true, false, "an ELF kernel, through PVH", true},
+		{"auto, KVM hangs, ELF kernel", "kvm-hang", "auto", true, false, "an ELF kernel, through PVH", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv("FAKE_QEMU", tc.mode)
@@ -408,7 +417,12 @@ func TestPVH(t *testing.T) {
 				t.Fatal(err)
 			}
 			a := fakeAppliance(t)
-			if err := os.WriteFile(a.Kernel, pvhBzImage(t, tc.pvh), 0o644); err != nil {
+			kernel, head := pvhBzImage(t, tc.pvh), `"MZ\x00\x00"`
+			if tc.elfKernel {
+				kernel, head = pvhELF(tc.pvh), "\"\\x7fELF\""
+				a.KernelFormat = arch.ELFImage
+			}
+			if err := os.WriteFile(a.Kernel, kernel, 0o644); err != nil {
 				t.Fatal(err)
 			}
 			var details []string
@@ -424,7 +438,6 @@ func TestPVH(t *testing.T) {
 			}
 			out := stdout.String()
 			want := "-kernel " + a.Kernel + " "
-			head := `"MZ\x00\x00"`
 			if tc.elf {
 				want, head = "-kernel /dev/fd/4 ", "\"\\x7fELF\""
 			}

@@ -184,7 +184,7 @@ func (c *cli) formatOf(env environment) (supermin.Format, error) {
 	}
 	boot := supermin.Boot{
 		Kernel:     kernel.Options{HostCPU: c.hostCPU, Kernel: env.kernel, Version: env.kernelVersion, Modules: env.modules},
-		CopyKernel: c.copyKernel, Init: c.init,
+		CopyKernel: c.copyKernel, KernelFormat: c.kernelFormat, Init: c.init,
 	}
 	if boot.Init == "" {
 		boot.Init = env.init

@@ -5,6 +5,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/gosupermin/gosupermin/supermin"
 )
 
 // usageError is a bad command line: exit status 2.
@@ -24,6 +26,7 @@ type cli struct {
 	lock               string
 	size               int64
 	copyKernel         bool
+	kernelFormat       supermin.KernelFormat
 	hostCPU            string
 	ifNewer            bool
 	includePackageList bool
@@ -55,7 +58,7 @@ func flag(f func(c *cli)) func(*cli, string) error {
 }
 
 // options are supermin 5's, with gosupermin's own additions (--root,
-// --compress, --firstboot, --init, --sbom). Each is documented in
+// --compress, --kernel-format, --firstboot, --init, --sbom). Each is documented in
 // optionDocs (docs.go), from which --help, the man page and the
 // completion are made.
 var options = []option{
@@ -109,6 +112,14 @@ var options = []option{
 		return usageError{fmt.Sprintf("--compress %q: use zstd, gzip or none", v)}
 	}},
 	{[]string{"--firstboot"}, false, flag(func(c *cli) { c.firstboot = true })},
+	{[]string{"--kernel-format"}, true, func(c *cli, v string) error {
+		f, err := supermin.ParseKernelFormat(v)
+		if err != nil {
+			return usageError{fmt.Sprintf("--kernel-format %q: use auto, elf or image", v)}
+		}
+		c.kernelFormat = f
+		return nil
+	}},
 	{[]string{"--init"}, true, func(c *cli, v string) error {
 		if v == "" {
 			return usageError{"--init needs a file"}
