@@ -70,10 +70,12 @@ demo: deps build
 bench: deps build
 	.ci/bench
 
+# -fuzzminimizetime: minimizing each new input for up to a minute, the
+# default, would take a short run's whole time.
 fuzz:
 	@for t in $$(grep -rhoE '^func Fuzz[A-Za-z0-9_]+' --include=*_test.go . | sed 's/func //'); do \
 		pkg=$$(grep -rl "^func $$t" --include=*_test.go . | head -1 | xargs dirname); \
-		echo "== $$pkg $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime 20s $$pkg || exit 1; \
+		echo "== $$pkg $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime 20s -fuzzminimizetime 200x $$pkg || exit 1; \
 	done
 
 clean:

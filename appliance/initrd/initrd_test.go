@@ -6,12 +6,14 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/gosupermin/gosupermin/appliance"
 	"github.com/gosupermin/gosupermin/appliance/initrd/layout"
+	"github.com/gosupermin/gosupermin/internal/xz/xztest"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
@@ -417,3 +419,27 @@ func TestInitBinary(t *testing.T) {
 
 // openDir opens a module directory of the host.
 func openDir(dir string) (*ModDir, error) { return Open(os.DirFS(dir), ".", dir) }
+
+// TestDecompressHugeDictionary: a .ko.xz whose header claims a 4 GiB
+// dictionary (a hostile tree's) decodes within the reader's bound
+// instead of allocating it.
+func TestDecompressHugeDictionary(t *testing.T) {
+	dir := t.TempDir()
+	b := compress(t, "xz", elfData("huge"))
+	if err := xztest.ClaimHugeDict(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "huge.ko.xz"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	got, err := Decompress(os.DirFS(dir), "huge.ko.xz")
+	runtime.ReadMemStats(&after)
+	if err != nil || !bytes.Equal(got, elfData("huge")) {
+		t.Fatalf("%q, %v", got, err)
+	}
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 100<<20 {
+		t.Errorf("allocated %d MiB for a %d-byte module", grew>>20, len(got))
+	}
+}

@@ -15,9 +15,9 @@ import (
 	"sync"
 
 	"github.com/gosupermin/gosupermin/appliance/arch"
+	"github.com/gosupermin/gosupermin/internal/xz"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
-	"github.com/ulikunitz/xz"
 )
 
 // DefaultPatterns are the modules the mini initrd loads to find and mount
@@ -359,7 +359,9 @@ func Decompress(fsys fs.FS, name string) ([]byte, error) {
 	var r io.Reader = bufio.NewReaderSize(f, 1<<16)
 	switch {
 	case strings.HasSuffix(file, ".xz"):
-		xr, err := xz.NewReader(r)
+		// Ours, not ulikunitz/xz's reader: that one allocates the
+		// dictionary a hostile header claims, up to 4 GiB.
+		xr, err := xz.NewReader(r, 0)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", file, err)
 		}
