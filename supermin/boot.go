@@ -147,8 +147,9 @@ func (b *Boot) prepare(a *Appliance, format string) (*kernel.Kernel, initrd.Opti
 	return k, o, nil
 }
 
-// Ext2 is supermin 5's ext2 format: OUT/kernel (a link to the kernel or
-// a copy), OUT/initrd (uncompressed newc: our init, the modules to mount
+// Ext2 is supermin 5's ext2 format: OUT/kernel (the ELF kernel inside an
+// x86-64 bzImage, or the kernel image as it is: Boot.KernelFormat),
+// OUT/initrd (uncompressed newc: our init, the modules to mount
 // root and their load order) and OUT/root (a sparse ext2 image of the
 // appliance and the kernel's whole /lib/modules/RELEASE). libguestfs
 // boots such a directory as a fixed appliance.
