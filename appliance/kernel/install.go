@@ -62,7 +62,7 @@ func (k *Kernel) InstallVmlinux(ctx context.Context, dst, prev string) (reused b
 		}
 	}()
 	sum := sha256.New()
-	dw := &destWriter{ctx: ctx, w: out}
+	dw := &destWriter{ctx: ctx, f: out}
 	bw := bufio.NewWriterSize(dw, 1<<20)
 	if _, err := Vmlinux(in, size, io.MultiWriter(bw, sum)); err != nil {
 		if dw.err != nil {
@@ -71,6 +71,9 @@ func (k *Kernel) InstallVmlinux(ctx context.Context, dst, prev string) (reused b
 		return false, fmt.Errorf("kernel %s: %w", k.Image.Path, err)
 	}
 	if err := bw.Flush(); err != nil {
+		return false, fmt.Errorf("%w %s: %w", ErrWrite, dst, err)
+	}
+	if err := out.Truncate(dw.off); err != nil { // a hole at the end
 		return false, fmt.Errorf("%w %s: %w", ErrWrite, dst, err)
 	}
 	// Without user xattrs (tmpfs before Linux 6.6) the next build
@@ -120,23 +123,45 @@ type nopCloser struct{ io.ReaderAt }
 
 func (nopCloser) Close() error { return nil }
 
-// destWriter keeps the destination's own error apart from the
-// decompressor's, and stops the copy once ctx is done.
+// destWriter writes the ELF leaving its all-zero pages as holes (half
+// of Debian's: 32 MiB not written, nor stored), keeps the destination's
+// own error apart from the decompressor's, and stops the copy once ctx
+// is done.
 type destWriter struct {
 	ctx context.Context
-	w   io.Writer
+	f   *os.File
+	off int64
 	err error
 }
+
+var zeroPage [4096]byte
 
 func (d *destWriter) Write(p []byte) (int, error) {
 	if err := d.ctx.Err(); err != nil {
 		return 0, err
 	}
-	n, err := d.w.Write(p)
-	if err != nil {
-		d.err = err
+	for done := 0; done < len(p); {
+		// A run of pages that are all zeros, or of pages that are not.
+		end, zero := done, true
+		for end < len(p) {
+			page := p[end:min(len(p), end+len(zeroPage))]
+			z := bytes.Equal(page, zeroPage[:len(page)])
+			if end > done && z != zero {
+				break
+			}
+			zero = z
+			end += len(page)
+		}
+		if !zero {
+			if _, err := d.f.WriteAt(p[done:end], d.off); err != nil {
+				d.err = err
+				return done, err
+			}
+		}
+		d.off += int64(end - done)
+		done = end
 	}
-	return n, err
+	return len(p), nil
 }
 
 // takeOver links prev at dst when prev is a regular file whose xattr says

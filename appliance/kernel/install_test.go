@@ -3,6 +3,7 @@ package kernel
 import (
 	"bytes"
 	"context"
+	"debug/elf"
 	"errors"
 	"os"
 	"path/filepath"
@@ -42,7 +43,9 @@ func needXattrs(t *testing.T, dir string) {
 func TestInstallVmlinux(t *testing.T) {
 	dir := t.TempDir()
 	needXattrs(t, dir)
-	e := pvhELF()
+	// Three pages of zeros in its code, which must become a hole.
+	e := fakeELF(elf.ELFCLASS64, elf.EM_X86_64, []note{pvhNote}, 6*4096)
+	clear(e[4096 : 4*4096])
 	k := bzImageKernel(t, t.TempDir(), payloadImage(withSize(compressGzip(t, e), len(e))))
 	ctx := context.Background()
 	install := func(prev string) (string, bool) {
@@ -64,6 +67,15 @@ func TestInstallVmlinux(t *testing.T) {
 	first, reused := install(filepath.Join(dir, "absent"))
 	if reused {
 		t.Fatal("reused a file that does not exist")
+	}
+	f, err := os.Open(first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hole, err := unix.Seek(int(f.Fd()), 0, unix.SEEK_HOLE)
+	f.Close()
+	if err != nil || hole != 4096 {
+		t.Errorf("the first hole of an ELF whose pages 1-3 are zeros is at %d (%v), want 4096", hole, err)
 	}
 	second, reused := install(first)
 	if !reused {

@@ -77,7 +77,7 @@ var optionDocs = []optionDoc{
 		help: "OUT/kernel: auto (default: elf for an x86-64 bzImage, else image), elf or image",
 		man: "**elf** is the uncompressed kernel inside an x86-64 bzImage, which qemu's **-kernel** boots through its PVH entry point " +
 			"without the bzImage's own decompressor: under TCG (no KVM) that saves seconds at each boot, " +
-			"under KVM a few tenths. It takes about 60 MiB in the output and a second to decompress, " +
+			"under KVM a few tenths. It takes about 60 MiB in the output (half of it holes) and a second to decompress, " +
 			"unless the output the build replaces has the same one, which is then taken over after a check of its content. " +
 			"**image** is the distribution's kernel image as it is, a link to it (a copy with **--copy-kernel**), as supermin 5 writes it. " +
 			"**auto** is **elf** when the kernel allows it (an x86-64 bzImage with a PVH entry point, compressed with xz, gzip or zstd) and **image** otherwise."},
