@@ -23,12 +23,13 @@ type Prefetcher struct {
 	slots   []slot
 	next    int // the entry Next returns next
 
-	mu    sync.Mutex
-	cond  *sync.Cond
-	ring  ring // heads are carved from it in entry order
-	taken int  // slots given a span so far
-	freed int  // slots before it have given theirs back
-	wg    sync.WaitGroup
+	mu       sync.Mutex
+	cond     *sync.Cond
+	ring     ring  // heads are carved from it in entry order
+	taken    int   // slots given a span so far
+	freed    int   // slots before it have given theirs back
+	released int64 // bytes of the entries the writer has given back
+	wg       sync.WaitGroup
 }
 
 type slot struct {
@@ -76,6 +77,12 @@ type PrefetchOptions struct {
 	// rest of a larger file is read when the writer gets to it, with the
 	// kernel asked to read it ahead (posix_fadvise WILLNEED).
 	Head int64
+	// Hint is how far ahead of the writer, in bytes of file data, the
+	// kernel is asked to read whole files into the page cache
+	// (posix_fadvise WILLNEED) beyond what Budget holds (128 MiB when 0,
+	// none when negative): on a cold cache the disk then always has
+	// plenty of requests, at the cost of no memory of ours.
+	Hint int64
 }
 
 // NewPrefetcher starts reading the data of entries (regular files; others
@@ -90,6 +97,9 @@ func NewPrefetcher(ctx context.Context, entries []*Entry, o PrefetchOptions) *Pr
 	}
 	if o.Head <= 0 {
 		o.Head = 512 << 10
+	}
+	if o.Hint == 0 {
+		o.Hint = 128 << 20
 	}
 	o.Head = min(o.Head, o.Budget)
 	// The ring need not be larger than all the heads together.
@@ -114,6 +124,10 @@ func NewPrefetcher(ctx context.Context, entries []*Entry, o PrefetchOptions) *Pr
 			}
 		}()
 	}
+	if o.Hint > 0 {
+		p.wg.Add(1)
+		go p.hint(o.Hint)
+	}
 	// The feeder takes memory in entry order, so the entries the writer
 	// waits for are never starved by later ones, and the writer gives it
 	// back in the same order: a ring.
@@ -133,6 +147,50 @@ func NewPrefetcher(ctx context.Context, entries []*Entry, o PrefetchOptions) *Pr
 		}
 	}()
 	return p
+}
+
+// hint asks the kernel to read the entries' files ahead of the writer,
+// window bytes at most beyond what it has given back.
+func (p *Prefetcher) hint(window int64) {
+	defer p.wg.Done()
+	var hinted int64
+	for i, e := range p.entries {
+		n := dataCost(e)
+		if n == 0 {
+			continue
+		}
+		p.mu.Lock()
+		for hinted > p.released+window && p.ctx.Err() == nil {
+			p.cond.Wait()
+		}
+		// Behind the readers (a warm cache) a hint is no use.
+		behind := i < p.taken
+		p.mu.Unlock()
+		if behind {
+			hinted += n
+			continue
+		}
+		if p.ctx.Err() != nil {
+			return
+		}
+		hinted += n
+		r, err := e.Data.Open()
+		if err != nil {
+			continue // the reader that opens it next reports it
+		}
+		if f, ok := r.(*os.File); ok {
+			_ = unix.Fadvise(int(f.Fd()), 0, n, unix.FADV_WILLNEED)
+		}
+		r.Close()
+	}
+}
+
+// dataCost is how much data of e the writer reads.
+func dataCost(e *Entry) int64 {
+	if e.Kind != Regular || e.Data == nil || e.Sparse {
+		return 0
+	}
+	return e.Size
 }
 
 // headCost is how much of e is read ahead.
@@ -168,6 +226,7 @@ func (p *Prefetcher) take(i int, n int64) bool {
 func (p *Prefetcher) release(i int) {
 	p.mu.Lock()
 	p.slots[i].released = true
+	p.released += dataCost(p.entries[i])
 	p.reclaim()
 	p.mu.Unlock()
 	p.cond.Broadcast()

@@ -8,6 +8,7 @@ import (
 	"io"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // countingSource is in-memory data that counts how many are open at once.
@@ -47,7 +48,6 @@ func TestPrefetcher(t *testing.T) {
 		}
 	}
 	p := NewPrefetcher(context.Background(), entries, PrefetchOptions{Workers: 4, Budget: 1 << 20, Head: 64 << 10})
-	defer p.Close()
 	for _, e := range entries {
 		f, err := p.Next()
 		if err != nil {
@@ -78,9 +78,77 @@ func TestPrefetcher(t *testing.T) {
 	if _, err := p.Next(); err != io.EOF {
 		t.Errorf("after the last: %v", err)
 	}
+	p.Close() // waits for the hinter too
 	if n := open.Load(); n != 0 {
 		t.Errorf("%d sources left open", n)
 	}
+}
+
+// TestPrefetcherHint: the files are opened (for the kernel to read them
+// ahead) up to Hint bytes beyond what the writer gave back, not more,
+// and each is closed (TestPrefetcher); a negative Hint opens each file
+// once, to read it.
+func TestPrefetcherHint(t *testing.T) {
+	const size, n, hint = 64 << 10, 100, 10 * (64 << 10)
+	mk := func(opens *atomic.Int64) []*Entry {
+		var open, peak atomic.Int64
+		var entries []*Entry
+		for i := range n {
+			entries = append(entries, &Entry{Path: fmt.Sprintf("/f%03d", i), Kind: Regular, Size: size,
+				Data: openCounter{countingSource{data: make([]byte, size), open: &open, peak: &peak}, opens}})
+		}
+		return entries
+	}
+	var opens atomic.Int64
+	entries := mk(&opens)
+	// One worker and room for one head: the readers open 2 entries at
+	// most while the writer takes none.
+	p := NewPrefetcher(context.Background(), entries, PrefetchOptions{Workers: 1, Budget: size, Head: size, Hint: hint})
+	bound := int64(hint/size + 1 + 2)
+	deadline := time.Now().Add(10 * time.Second)
+	for opens.Load() < hint/size && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond) // for one that would go too far
+	if got := opens.Load(); got < hint/size || got > bound {
+		t.Errorf("%d opens before the writer took anything; want the %d-byte window (%d files) and at most %d", got, hint, hint/size, bound)
+	}
+	for range entries {
+		f, err := p.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+	}
+	p.Close()
+	// Files the readers took before the hinter came are not hinted.
+	if got := opens.Load(); got < n+hint/size || got > 2*n {
+		t.Errorf("%d opens of %d files, want each once to read, at most once more to hint", got, n)
+	}
+	opens.Store(0)
+	p = NewPrefetcher(context.Background(), mk(&opens), PrefetchOptions{Hint: -1})
+	for range n {
+		f, err := p.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+	}
+	p.Close()
+	if got := opens.Load(); got != n {
+		t.Errorf("Hint -1: %d opens of %d files", got, n)
+	}
+}
+
+// openCounter counts the opens of a source.
+type openCounter struct {
+	countingSource
+	n *atomic.Int64
+}
+
+func (o openCounter) Open() (io.ReadCloser, error) {
+	o.n.Add(1)
+	return o.countingSource.Open()
 }
 
 func TestPrefetcherError(t *testing.T) {
