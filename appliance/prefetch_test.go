@@ -113,20 +113,22 @@ func TestPrefetcherHint(t *testing.T) {
 	if got := opens.Load(); got < hint/size || got > bound {
 		t.Errorf("%d opens before the writer took anything; want the %d-byte window (%d files) and at most %d", got, hint, hint/size, bound)
 	}
-	for range entries {
-		f, err := p.Next()
-		if err != nil {
-			t.Fatal(err)
-		}
-		f.Close()
-	}
-	p.Close()
+	drain(t, p, n)
 	// Files the readers took before the hinter came are not hinted.
 	if got := opens.Load(); got < n+hint/size || got > 2*n {
 		t.Errorf("%d opens of %d files, want each once to read, at most once more to hint", got, n)
 	}
 	opens.Store(0)
 	p = NewPrefetcher(context.Background(), mk(&opens), PrefetchOptions{Hint: -1})
+	drain(t, p, n)
+	if got := opens.Load(); got != n {
+		t.Errorf("Hint -1: %d opens of %d files", got, n)
+	}
+}
+
+// drain takes n entries from p as a writer does, then closes it.
+func drain(t *testing.T, p *Prefetcher, n int) {
+	t.Helper()
 	for range n {
 		f, err := p.Next()
 		if err != nil {
@@ -135,9 +137,6 @@ func TestPrefetcherHint(t *testing.T) {
 		f.Close()
 	}
 	p.Close()
-	if got := opens.Load(); got != n {
-		t.Errorf("Hint -1: %d opens of %d files", got, n)
-	}
 }
 
 // openCounter counts the opens of a source.
