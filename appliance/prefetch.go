@@ -194,12 +194,7 @@ func dataCost(e *Entry) int64 {
 }
 
 // headCost is how much of e is read ahead.
-func headCost(e *Entry, head int64) int64 {
-	if e.Kind != Regular || e.Data == nil || e.Sparse {
-		return 0
-	}
-	return min(e.Size, head)
-}
+func headCost(e *Entry, head int64) int64 { return min(dataCost(e), head) }
 
 // take waits for n bytes of the ring for slot i; false when the
 // prefetcher stops.

@@ -111,6 +111,54 @@ func TestInstallVmlinux(t *testing.T) {
 			t.Error("followed a symbolic link to take an ELF over")
 		}
 	})
+	// A hostile or broken previous output: none of these is taken over,
+	// opened in a way that blocks, or read whole into memory.
+	t.Run("hostile", func(t *testing.T) {
+		attr := make([]byte, 256)
+		n, err := unix.Getxattr(first, vmlinuxXattr, attr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		good := attr[:n]
+		for name, mk := range map[string]func(p string) error{
+			"fifo": func(p string) error { return unix.Mkfifo(p, 0o644) },
+			"directory": func(p string) error {
+				if err := os.Mkdir(p, 0o755); err != nil {
+					return err
+				}
+				return unix.Setxattr(p, vmlinuxXattr, good, 0)
+			},
+			"larger than MaxVmlinux": func(p string) error {
+				if err := os.WriteFile(p, nil, 0o644); err != nil {
+					return err
+				}
+				if err := os.Truncate(p, MaxVmlinux+1); err != nil {
+					return err
+				}
+				return unix.Setxattr(p, vmlinuxXattr, good, 0)
+			},
+			"xattr without the ELF's sum": func(p string) error {
+				b, _ := os.ReadFile(first)
+				os.WriteFile(p, b, 0o644)
+				return unix.Setxattr(p, vmlinuxXattr, good[:64], 0)
+			},
+			"xattr too long": func(p string) error {
+				b, _ := os.ReadFile(first)
+				os.WriteFile(p, b, 0o644)
+				return unix.Setxattr(p, vmlinuxXattr, bytes.Repeat([]byte("a"), 4000), 0)
+			},
+		} {
+			t.Run(name, func(t *testing.T) {
+				prev := filepath.Join(t.TempDir(), "kernel")
+				if err := mk(prev); err != nil {
+					t.Fatal(err)
+				}
+				if _, reused := install(prev); reused {
+					t.Error("taken over")
+				}
+			})
+		}
+	})
 	t.Run("another bzImage", func(t *testing.T) {
 		other := bzImageKernel(t, t.TempDir(), payloadImage(withSize(compressXZ(t, e), len(e))))
 		dst := filepath.Join(t.TempDir(), "kernel")

@@ -3,28 +3,11 @@ package baseimage
 import (
 	"archive/tar"
 	"bytes"
-	"math/rand"
 	"runtime"
 	"testing"
 
 	"github.com/gosupermin/gosupermin/internal/xz/xztest"
 )
-
-// xzData is compressible but not trivial: text with random runs.
-func xzData(n int) []byte {
-	rng := rand.New(rand.NewSource(int64(n)))
-	var b bytes.Buffer
-	for b.Len() < n {
-		if rng.Intn(4) == 0 {
-			for i := 0; i < 64; i++ {
-				b.WriteByte(byte(rng.Intn(256)))
-			}
-		} else {
-			b.WriteString("etc/config line of a base image ")
-		}
-	}
-	return b.Bytes()[:n]
-}
 
 func xzCLI(t *testing.T, data []byte, args ...string) []byte {
 	t.Helper()
@@ -48,7 +31,7 @@ func claimHugeDict(t testing.TB, b []byte) {
 // whatever the stream was compressed with or its header asks for.
 func TestDetectXZ(t *testing.T) {
 	needTool(t, "xz")
-	archive := tarWith(t, tar.FormatPAX, reg("./etc/a", string(xzData(200<<10))), reg("./etc/b", string(xzData(100<<10))))
+	archive := tarWith(t, tar.FormatPAX, reg("./etc/a", string(xztest.Text(200<<10))), reg("./etc/b", string(xztest.Text(100<<10))))
 	huge := xzCLI(t, archive, "-6")
 	claimHugeDict(t, huge)
 	for name, data := range map[string][]byte{

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gosupermin/gosupermin/internal/xz/xztest"
 	"github.com/ulikunitz/xz/lzma"
 )
 
@@ -15,7 +16,7 @@ import (
 // read limits and go on.
 func TestLZMA2Settings(t *testing.T) {
 	needXZ(t)
-	plain := append(textData(300<<10), codeData(200<<10, 7)...)
+	plain := append(xztest.Text(300<<10), codeData(200<<10, 7)...)
 	for _, opt := range []string{
 		"lc=0,lp=0,pb=0", "lc=4,lp=0,pb=4", "lc=0,lp=4,pb=2", "lc=1,lp=3,pb=1",
 		"dict=4KiB", "dict=4KiB,lc=4,lp=0", "dict=12KiB,nice=273,mf=bt4", "preset=9e,dict=64KiB",
@@ -48,7 +49,7 @@ func (p *pieceReader) Read(b []byte) (int, error) { return p.r.Read(b[:min(len(b
 // errors (or, for flips the format cannot see, other bytes), never a
 // panic or a hang; and what the chunk rules forbid is refused.
 func TestLZMA2Corrupt(t *testing.T) {
-	raw := rawLZMA2(t, textData(50<<10), 1<<16)
+	raw := rawLZMA2(t, xztest.Text(50<<10), 1<<16)
 	for i := range raw {
 		if _, err := io.ReadAll(newLZMA2Reader(bytes.NewReader(raw[:i]), 1<<16)); err == nil {
 			t.Fatalf("truncated at %d of %d: no error", i, len(raw))
@@ -96,7 +97,7 @@ func rawLZMA2(t testing.TB, plain []byte, dict int) []byte {
 // TestLZMA2Settings' and FuzzXZ's: an encoder in each run would make it
 // a hundred times slower.
 func FuzzLZMA2(f *testing.F) {
-	f.Add(rawLZMA2(f, textData(3000), 4096), uint16(3))
+	f.Add(rawLZMA2(f, xztest.Text(3000), 4096), uint16(3))
 	f.Add(rawLZMA2(f, codeData(5000, 1), 4096), uint16(1000))
 	f.Add([]byte{0x01, 0x00, 0x02, 'a', 'b', 'c', 0x00}, uint16(1))
 	f.Fuzz(func(t *testing.T, stream []byte, piece uint16) {

@@ -30,22 +30,6 @@ func needXZ(t testing.TB) {
 	}
 }
 
-// textData is compressible but not trivial: text with random runs.
-func textData(n int) []byte {
-	rng := rand.New(rand.NewSource(int64(n)))
-	var b bytes.Buffer
-	for b.Len() < n {
-		if rng.Intn(4) == 0 {
-			for i := 0; i < 64; i++ {
-				b.WriteByte(byte(rng.Intn(256)))
-			}
-		} else {
-			b.WriteString("etc/config line of a base image ")
-		}
-	}
-	return b.Bytes()[:n]
-}
-
 // codeData looks like x86 code to the BCJ filter, and then some: E8 and
 // E9 bytes are frequent, often next to each other, and the top bytes of
 // their operands are often 0x00 or 0xFF, so every rule of the filter
@@ -103,7 +87,7 @@ func xzCLI(t *testing.T, data []byte, args ...string) []byte {
 
 func TestMatchesXZUtils(t *testing.T) {
 	needXZ(t)
-	plain := textData(400 << 10)
+	plain := xztest.Text(400 << 10)
 	for _, args := range [][]string{
 		{"-0"}, {"-6"}, {"-9"}, {"--check=none"}, {"--check=crc32"}, {"--check=sha256"},
 		{"-T2", "--block-size=100000"}, // several blocks, sizes in their headers
@@ -237,7 +221,7 @@ func (o *oddReader) Read(p []byte) (int, error) {
 }
 
 func TestCorrupt(t *testing.T) {
-	plain := textData(100 << 10)
+	plain := xztest.Text(100 << 10)
 	g := compress(t, plain)
 	flip := func(off int) []byte {
 		b := bytes.Clone(g)
@@ -261,15 +245,20 @@ func TestCorrupt(t *testing.T) {
 		{"trailing garbage", append(bytes.Clone(g), 1, 2), "garbage"},
 		{"bad padding", append(bytes.Clone(g), 0, 0, 0), "garbage"},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := decode(tc.data)
-			if err == nil {
-				t.Fatalf("no error, %d bytes", len(got))
-			}
-			if !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("error %v, want %q", err, tc.want)
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { decodeFails(t, tc.data, tc.want) })
+	}
+}
+
+// decodeFails checks that data does not decode, with an error that says
+// want.
+func decodeFails(t *testing.T, data []byte, want string) {
+	t.Helper()
+	got, err := decode(data)
+	if err == nil {
+		t.Fatalf("no error, %d bytes", len(got))
+	}
+	if !strings.Contains(err.Error(), want) {
+		t.Errorf("error %v, want %q", err, want)
 	}
 }
 
@@ -301,15 +290,7 @@ func TestFilterChains(t *testing.T) {
 		{"x86 properties cut", blockHeader(1, 4, 4, 1, 2), "block header"},
 		{"LZMA2 properties size", blockHeader(1, 4, 0, 0x21, 2, 8, 8), "LZMA2 properties"},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := decode(tc.data)
-			if err == nil {
-				t.Fatalf("no error, %d bytes", len(got))
-			}
-			if !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("error %v, want %q", err, tc.want)
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { decodeFails(t, tc.data, tc.want) })
 	}
 }
 
@@ -325,7 +306,7 @@ func claimHugeDict(t testing.TB, b []byte) {
 // TestDictionaryBound: a block header may ask for a 4 GiB dictionary;
 // the reader allocates at most its bound, and small data still decodes.
 func TestDictionaryBound(t *testing.T) {
-	plain := textData(200 << 10)
+	plain := xztest.Text(200 << 10)
 	var buf bytes.Buffer
 	w, err := uxz.WriterConfig{DictCap: 1 << 20}.NewWriter(&buf)
 	if err != nil {
@@ -380,7 +361,7 @@ func TestReadVLI(t *testing.T) {
 // decode to the same bytes.
 func FuzzXZ(f *testing.F) {
 	for _, n := range []int{0, 1, 5000} {
-		f.Add(compress(f, textData(n)))
+		f.Add(compress(f, xztest.Text(n)))
 	}
 	// x86 BCJ then LZMA2, as xz --x86 makes it, of "\xe8\x01\x02\x03\x00".
 	f.Add([]byte("\xfd\x37\x7a\x58\x5a\x00\x00\x04\xe6\xd6\xb4\x46\x02\x01\x04\x00\x21\x01\x16\x00\x0d\x86\x35\x1f\x01\x00\x04\xe8\x06\x02\x03\x00\x00\x00\x00\x00\xf7\x4b\xa6\xee\xb9\x3b\x79\xc0\x00\x01\x1d\x05\xb8\x2d\x80\xaf\x1f\xb6\xf3\x7d\x01\x00\x00\x00\x00\x04\x59\x5a"))

@@ -1,6 +1,6 @@
 // Package xztest makes xz inputs for the tests of the packages that read
-// xz: real xz(1) output, and block headers that ask for more than a
-// reader may give. Only tests import it.
+// xz: real xz(1) output, block headers that ask for more than a reader
+// may give, and data worth compressing. Only tests import it.
 package xztest
 
 import (
@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"math/rand"
 	"os/exec"
 )
 
@@ -45,4 +46,21 @@ func ClaimHugeDict(b []byte) error {
 	hdr[i+2] = 40
 	binary.LittleEndian.PutUint32(hdr[hdrLen-4:], crc32.ChecksumIEEE(hdr[:hdrLen-4]))
 	return nil
+}
+
+// Text is n bytes that compress well but not trivially: text with
+// random runs, the same for the same n.
+func Text(n int) []byte {
+	rng := rand.New(rand.NewSource(int64(n)))
+	var b bytes.Buffer
+	for b.Len() < n {
+		if rng.Intn(4) == 0 {
+			for range 64 {
+				b.WriteByte(byte(rng.Intn(256)))
+			}
+		} else {
+			b.WriteString("etc/config line of a base image ")
+		}
+	}
+	return b.Bytes()[:n]
 }
