@@ -58,18 +58,9 @@ var errNoELF = errors.New("only an x86-64 bzImage has an ELF kernel inside that 
 // installKernel writes OUT/kernel as b.KernelFormat says, taking over the
 // ELF kernel of the output the build replaces when it is the same.
 func (b *Boot) installKernel(ctx context.Context, a *Appliance, k *kernel.Kernel, dir string) error {
-	msg, err := b.kernelFile(ctx, a, k, dir)
-	if msg != "" {
-		a.Logf(1, "%s", msg)
-	}
-	return err
-}
-
-// kernelFile is installKernel's work; it says what it did.
-func (b *Boot) kernelFile(ctx context.Context, a *Appliance, k *kernel.Kernel, dir string) (string, error) {
 	dst := filepath.Join(dir, "kernel")
 	if b.KernelFormat == KernelImage {
-		return "", k.Install(dst, b.CopyKernel)
+		return k.Install(dst, b.CopyKernel)
 	}
 	name, format, err := k.Arch()
 	if err == nil && (name != "amd64" || format != arch.BzImage) {
@@ -84,14 +75,17 @@ func (b *Boot) kernelFile(ctx context.Context, a *Appliance, k *kernel.Kernel, d
 		var reused bool
 		if reused, err = k.InstallVmlinux(ctx, dst, prev); err == nil {
 			if reused {
-				return fmt.Sprintf("kernel: the ELF kernel inside %s, taken over from %s", k.Image.Path, prev), nil
+				a.Logf(1, "kernel: the ELF kernel inside %s, taken over from %s", k.Image.Path, prev)
+			} else {
+				a.Logf(1, "kernel: the ELF kernel inside %s, decompressed in %.2f s", k.Image.Path, time.Since(start).Seconds())
 			}
-			return fmt.Sprintf("kernel: the ELF kernel inside %s, decompressed in %.2f s", k.Image.Path, time.Since(start).Seconds()), nil
+			return nil
 		}
 	}
 	if b.KernelFormat == KernelELF || ctx.Err() != nil || errors.Is(err, kernel.ErrWrite) {
-		return "", err
+		return err
 	}
 	os.Remove(dst)
-	return fmt.Sprintf("kernel: %s as it is (%v)", k.Image.Path, err), k.Install(dst, b.CopyKernel)
+	a.Logf(1, "kernel: %s as it is (%v)", k.Image.Path, err)
+	return k.Install(dst, b.CopyKernel)
 }
